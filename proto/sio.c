@@ -57,8 +57,12 @@ static json_t *
 decode_json(const char *s, size_t len, bool *oom)
 {
     json_error_t error;
+    memset(&error, 0, sizeof(error));
     json_t *root = json_loadb(s, len, SIO_JSON_FLAGS, &error);
-    *oom = root == NULL && json_error_code(&error) == json_error_out_of_memory;
+    /* jansson 2.14 returns without an error text when its first allocation
+     * fails; every other failure sets one. */
+    *oom = root == NULL && (json_error_code(&error) == json_error_out_of_memory ||
+                            error.text[0] == '\0');
     return root;
 }
 
