@@ -110,10 +110,17 @@ struct rt_runtime {
     rt_faults *faults;
     stats_entry *stats_head, *stats_tail;
 
+    struct rt_metrics_registry *metrics;     /* runtime/metrics.c */
+
     rt_timer_id next_timer_id;
     bool failed;
     char last_failure[RT_REASON_MAX + 128];
 };
+
+/* runtime/metrics.c keeps its registry in the runtime. */
+struct rt_metrics_registry;
+struct rt_metrics_registry **rt_metrics_registry_of(rt_runtime *rt);
+void rt_metrics_free_registry(struct rt_metrics_registry *reg);
 
 static void runq_push(rt_runtime *rt, rt_actor *a);
 static void reap_all(rt_runtime *rt);
@@ -385,6 +392,8 @@ run_turn(rt_runtime *rt, rt_actor *a)
         else if (r != RT_OK)
             rt_exit(a, RT_EXIT_CRASH, "handler failed on message type %" PRIu32, env.type);
     }
+    if (a->spec->after_turn && !a->exiting)
+        a->spec->after_turn(a);
     if (has_work(a))
         runq_push(rt, a);
 }
@@ -564,6 +573,7 @@ rt_destroy(rt_runtime *rt)
         free(e);
     }
     rt_faults_free(rt->faults);
+    rt_metrics_free_registry(rt->metrics);
     free(rt->table);
     if (rt->own_loop)
         ev_loop_destroy(rt->loop);
@@ -608,6 +618,12 @@ rt_shutdown(rt_runtime *rt)
             return;
         rt_stop_child(rt, newest->id);
     }
+}
+
+struct rt_metrics_registry **
+rt_metrics_registry_of(rt_runtime *rt)
+{
+    return &rt->metrics;
 }
 
 const char *

@@ -117,6 +117,11 @@ typedef struct rt_actor_spec {
      * now. */
     int (*shutdown)(rt_actor *self);
 
+    /* Called after each turn in which the actor handled messages (and did not
+     * exit), before other actors run: the place to flush what the turn's
+     * messages batched up (socket writes, a Redis pipeline). May be NULL. */
+    void (*after_turn)(rt_actor *self);
+
     size_t mailbox_cap;             /* 0: RT_MAILBOX_DEFAULT */
     rt_overflow overflow;           /* what a full mailbox does */
     unsigned batch;                 /* messages per turn; 0: RT_BATCH_DEFAULT */

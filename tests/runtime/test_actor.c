@@ -80,6 +80,21 @@ static const rt_actor_spec rec_spec = {
     .mailbox_cap = 10000,
 };
 
+static void
+rec_after_turn(rt_actor *self)
+{
+    journal_add("%s flush", rt_actor_name(self));
+}
+
+static const rt_actor_spec flushing_spec = {
+    .name = "flushing",
+    .state_size = sizeof(recorder),
+    .init = rec_init,
+    .handle = rec_handle,
+    .after_turn = rec_after_turn,
+    .batch = 4,
+};
+
 static rt_id
 spawn(rt_runtime *rt, const char *name)
 {
@@ -147,6 +162,21 @@ test_batch_fairness(void **state)
     assert_int_equal(b3, 6);
     assert_string_equal(journal_at(3), "a 4");
     assert_string_equal(journal_at(4), "b 1");
+    rt_test_close(rt);
+}
+
+static void
+test_after_turn(void **state)
+{
+    (void)state;
+    rt_runtime *rt = rt_test_open(NULL);
+    rt_id f = rt_spawn(rt, 0, &flushing_spec, NULL, "f", NULL);
+    for (uint64_t i = 1; i <= 6; i++)
+        send_corr(rt, f, REC_MSG, i);
+    run_until_journal(rt, 8);
+    rt_test_run_for(rt, 5);
+    /* one flush after each turn of at most 4 messages, none when idle */
+    journal_expect("f 1", "f 2", "f 3", "f 4", "f flush", "f 5", "f 6", "f flush", NULL);
     rt_test_close(rt);
 }
 
@@ -387,6 +417,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fifo_order),
         cmocka_unit_test(test_batch_fairness),
+        cmocka_unit_test(test_after_turn),
         cmocka_unit_test(test_names_and_addresses),
         cmocka_unit_test(test_envelope_fields),
         cmocka_unit_test(test_timers),

@@ -1,0 +1,62 @@
+/*
+ * Metrics: named counters and gauges, kept by the runtime for all its actors
+ * (so they survive restarts), rendered in the Prometheus text format.
+ *
+ * A metric is a name plus an optional label set written as Prometheus does,
+ * e.g. rt_metric(rt, "chatd_acks_total", "result=\"ok\"", "Acks sent."). Look a
+ * metric up once (at init) and keep the pointer: it stays valid for the
+ * runtime's life. Updating is a plain add on the loop thread.
+ */
+#ifndef CHATD_RUNTIME_METRICS_H
+#define CHATD_RUNTIME_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/rt.h"
+
+typedef enum rt_metric_kind {
+    RT_COUNTER,
+    RT_GAUGE,
+} rt_metric_kind;
+
+typedef struct rt_metric {
+    double value;
+} rt_metric;
+
+/*
+ * Returns the metric with this name and labels (labels may be NULL), creating
+ * it at 0 on first use. help is the HELP text for the name (the first one
+ * given counts). Returns NULL only when out of memory or when name was
+ * registered before with another kind.
+ */
+rt_metric *rt_metric_get(rt_runtime *rt, rt_metric_kind kind, const char *name,
+                         const char *labels, const char *help);
+
+static inline void
+rt_metric_add(rt_metric *m, double n)
+{
+    if (m)
+        m->value += n;
+}
+
+static inline void
+rt_metric_set(rt_metric *m, double v)
+{
+    if (m)
+        m->value = v;
+}
+
+/* The current value of a metric, 0 when it does not exist. */
+double rt_metric_value(rt_runtime *rt, const char *name, const char *labels);
+
+/*
+ * Renders every metric, plus the runtime's per-actor stats (restarts, crashes,
+ * mailbox depth, high-water mark, overflows, shed), in the Prometheus text
+ * format into a malloc'd, NUL-terminated string the caller frees. Returns
+ * NULL when out of memory.
+ */
+char *rt_metrics_render(rt_runtime *rt, size_t *len);
+
+#endif
