@@ -44,6 +44,8 @@ buf_write(void *data, const char *src, size_t n)
     proto_mp_buf *b = data;
     if (b->failed)
         return -1;
+    if (n == 0)
+        return 0;   /* an empty body may come with src NULL: memcpy must not see it */
     if (n > b->cap - b->len) {
         if (!b->growing) {
             b->failed = true;
