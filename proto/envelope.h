@@ -6,14 +6,17 @@
  *
  *     [version, type, from, to, corr, payload]
  *
- *     version  positive int, PROTO_ENV_VERSION
- *     type     positive int below 2^32: what the payload is (see record.h and
+ *     version  unsigned int, PROTO_ENV_VERSION
+ *     type     unsigned int below 2^32: what the payload is (see record.h and
  *              the runtime's reserved types)
- *     from     positive int: the sending actor's id (0: from outside)
- *     to       positive int: the receiving actor's id (0: unaddressed)
- *     corr     positive int: correlation id chosen by the requester, echoed
+ *     from     unsigned int: the sending actor's id (0: from outside)
+ *     to       unsigned int: the receiving actor's id (0: unaddressed)
+ *     corr     unsigned int: correlation id chosen by the requester, echoed
  *              in the reply (0: none)
  *     payload  bin: msgpack bytes whose schema the type names
+ *
+ * A negative integer in any integer field is PROTO_E_TYPE (msgpack-c reports
+ * non-negative values as unsigned however they were packed).
  *
  * Ownership: proto_env_encode() writes into the caller's buffer. A decoded
  * proto_env does not own anything: its payload points into the buffer it was

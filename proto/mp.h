@@ -35,10 +35,11 @@ void proto_mp_buf_fixed(proto_mp_buf *b, uint8_t *mem, size_t cap);
 void proto_mp_buf_growing(proto_mp_buf *b);
 void proto_mp_buf_free(proto_mp_buf *b);
 
-/* Points *out at the growing buffer's bytes and gives their ownership to the
- * caller (free() them); the buffer is then empty. Returns the length, or
- * PROTO_E_NOMEM as a negative when an earlier write failed (nothing is handed
- * over then). */
+/* For a growing buffer only: points *out at its bytes and *len at their
+ * length and gives their ownership to the caller (free() them); the buffer is
+ * then empty. Returns PROTO_OK, or PROTO_E_NOMEM when an earlier write failed:
+ * then nothing is handed over (*out and *len are not touched) and the buffer
+ * is freed. */
 proto_err proto_mp_buf_release(proto_mp_buf *b, uint8_t **out, size_t *len);
 
 /* A packer that writes into b. */
