@@ -24,6 +24,10 @@ proto_type_name(uint32_t type)
     case PROTO_T_HISTORY_REPLY: return "history_reply";
     case PROTO_T_JOIN_REQ:      return "join_req";
     case PROTO_T_JOIN_REPLY:    return "join_reply";
+    case PROTO_T_ROOM:          return "room";
+    case PROTO_T_MEMBER:        return "member";
+    case PROTO_T_TYPING:        return "typing";
+    case PROTO_T_USERS:         return "users";
     }
     return NULL;
 }
@@ -71,6 +75,7 @@ typedef enum kind {
     K_BOOL,     /* bool */
     K_CODE,     /* proto_ack_code, encoded as its protocol name */
     K_MSGS,     /* proto_msg * (malloc'd) + size_t count, at most max */
+    K_USERS,    /* proto_user_name * (malloc'd) + size_t count, at most max */
 } kind;
 
 typedef struct field {
@@ -148,6 +153,31 @@ static const field join_reply_fields[] = {
 };
 static const schema join_reply_schema = { join_reply_fields, 3, ALL(3) };
 
+static const field room_fields[] = {
+    STR("room", K_ROOM, proto_room, room),
+};
+static const schema room_schema = { room_fields, 1, ALL(1) };
+
+static const field member_fields[] = {
+    STR("room", K_ROOM, proto_member, room),
+    STR("user", K_USER, proto_member, user),
+};
+static const schema member_schema = { member_fields, 2, ALL(2) };
+
+static const field typing_fields[] = {
+    STR("room", K_ROOM, proto_typing, room),
+    STR("user", K_USER, proto_typing, user),
+    U64("node", proto_typing, node, 0, UINT64_MAX),
+    U64("conn", proto_typing, conn, 0, UINT64_MAX),
+};
+static const schema typing_schema = { typing_fields, 4, ALL(4) };
+
+static const field users_fields[] = {
+    { "users", K_USERS, offsetof(proto_users, users), offsetof(proto_users, count), 0,
+      PROTO_USERS_MAX },
+};
+static const schema users_schema = { users_fields, 1, ALL(1) };
+
 /* Typed access to a field of a record. */
 #define AT(rec, off, type) ((type *)((char *)(rec) + (off)))
 #define CAT(rec, off, type) ((const type *)((const char *)(rec) + (off)))
@@ -173,6 +203,8 @@ record_free(const schema *s, void *rec, size_t size)
             free(*AT(rec, f->off, char *));
         else if (f->kind == K_MSGS)
             msgs_free(*AT(rec, f->off, proto_msg *), *AT(rec, f->len_off, size_t));
+        else if (f->kind == K_USERS)
+            free(*AT(rec, f->off, proto_user_name *));
     }
     memset(rec, 0, size);
 }
@@ -248,6 +280,33 @@ decode_msgs(const msgpack_object *v, const field *f, void *rec)
 }
 
 static proto_err
+decode_users(const msgpack_object *v, const field *f, void *rec)
+{
+    if (v->type != MSGPACK_OBJECT_ARRAY)
+        return PROTO_E_TYPE;
+    size_t n = v->via.array.size;
+    if (n > f->max)
+        return PROTO_E_TOO_LONG;
+    if (n == 0)
+        return PROTO_OK;
+    proto_user_name *users = calloc(n, sizeof(*users));
+    if (!users)
+        return PROTO_E_NOMEM;
+    *AT(rec, f->off, proto_user_name *) = users;
+    *AT(rec, f->len_off, size_t) = n;
+    for (size_t i = 0; i < n; i++) {
+        const msgpack_object *u = &v->via.array.ptr[i];
+        if (u->type != MSGPACK_OBJECT_STR)
+            return PROTO_E_TYPE;
+        proto_err err = proto_check_user(u->via.str.ptr, u->via.str.size);
+        if (err != PROTO_OK)
+            return err;
+        memcpy(users[i], u->via.str.ptr, u->via.str.size);
+    }
+    return PROTO_OK;
+}
+
+static proto_err
 decode_value(const msgpack_object *v, const field *f, void *rec)
 {
     proto_err err;
@@ -275,6 +334,8 @@ decode_value(const msgpack_object *v, const field *f, void *rec)
         return PROTO_OK;
     case K_MSGS:
         return decode_msgs(v, f, rec);
+    case K_USERS:
+        return decode_users(v, f, rec);
     default:
         if (v->type != MSGPACK_OBJECT_STR)
             return PROTO_E_TYPE;
@@ -379,6 +440,22 @@ encode_value(msgpack_packer *pk, const field *f, const void *rec)
         for (size_t i = 0; i < n; i++)
             if ((err = encode_map(pk, &msg_schema, &msgs[i], msg_schema.required)) != PROTO_OK)
                 return err;
+        return PROTO_OK;
+    }
+    case K_USERS: {
+        const proto_user_name *users = *CAT(rec, f->off, proto_user_name *);
+        size_t n = *CAT(rec, f->len_off, size_t);
+        if (n > f->max)
+            return PROTO_E_TOO_LONG;
+        if (n && !users)
+            return PROTO_E_MISSING;
+        msgpack_pack_array(pk, n);
+        for (size_t i = 0; i < n; i++) {
+            size_t len = strnlen(users[i], PROTO_USER_MAX + 1);
+            if ((err = proto_check_user(users[i], len)) != PROTO_OK)
+                return err;
+            proto_mp_pack_str(pk, users[i], len);
+        }
         return PROTO_OK;
     }
     default: {
@@ -640,4 +717,64 @@ void
 proto_join_reply_free(proto_join_reply *r)
 {
     record_free(&join_reply_schema, r, sizeof(*r));
+}
+
+/* ---- control records ---- */
+
+proto_err
+proto_room_encode(const proto_room *r, proto_mp_buf *out)
+{
+    return encode_record(out, &room_schema, r, room_schema.required);
+}
+
+proto_err
+proto_room_decode(const uint8_t *data, size_t len, proto_room *r)
+{
+    uint32_t seen;
+    return decode_record(data, len, &room_schema, r, sizeof(*r), &seen);
+}
+
+proto_err
+proto_member_encode(const proto_member *m, proto_mp_buf *out)
+{
+    return encode_record(out, &member_schema, m, member_schema.required);
+}
+
+proto_err
+proto_member_decode(const uint8_t *data, size_t len, proto_member *m)
+{
+    uint32_t seen;
+    return decode_record(data, len, &member_schema, m, sizeof(*m), &seen);
+}
+
+proto_err
+proto_typing_encode(const proto_typing *t, proto_mp_buf *out)
+{
+    return encode_record(out, &typing_schema, t, typing_schema.required);
+}
+
+proto_err
+proto_typing_decode(const uint8_t *data, size_t len, proto_typing *t)
+{
+    uint32_t seen;
+    return decode_record(data, len, &typing_schema, t, sizeof(*t), &seen);
+}
+
+proto_err
+proto_users_encode(const proto_users *u, proto_mp_buf *out)
+{
+    return encode_record(out, &users_schema, u, users_schema.required);
+}
+
+proto_err
+proto_users_decode(const uint8_t *data, size_t len, proto_users *u)
+{
+    uint32_t seen;
+    return decode_record(data, len, &users_schema, u, sizeof(*u), &seen);
+}
+
+void
+proto_users_free(proto_users *u)
+{
+    record_free(&users_schema, u, sizeof(*u));
 }

@@ -11,6 +11,10 @@
  *   PROTO_T_HISTORY_REPLY  {msgs: [message...], more}      at most 200
  *   PROTO_T_JOIN_REQ       {room, since?}
  *   PROTO_T_JOIN_REPLY     {seq, missed: [message...], more}  at most 500
+ *   PROTO_T_ROOM           {room}
+ *   PROTO_T_MEMBER         {room, user}
+ *   PROTO_T_TYPING         {room, user, node, conn}
+ *   PROTO_T_USERS          {users: [user...]}              at most PROTO_USERS_MAX
  *
  * Strings are checked with proto/names.h (room, id, user, text); ts, seq,
  * before, since are unsigned 64-bit integers.
@@ -56,6 +60,10 @@ enum proto_type {
     PROTO_T_HISTORY_REPLY = 104,
     PROTO_T_JOIN_REQ = 105,
     PROTO_T_JOIN_REPLY = 106,
+    PROTO_T_ROOM = 107,
+    PROTO_T_MEMBER = 108,
+    PROTO_T_TYPING = 109,
+    PROTO_T_USERS = 110,
 };
 
 /* A short static name of a record type ("message", "ack", ...) for logs;
@@ -67,6 +75,7 @@ const char *proto_type_name(uint32_t type);
 #define PROTO_HISTORY_LIMIT_DEFAULT 50    /* for the socket; the record requires limit */
 #define PROTO_JOIN_MISSED_MAX       500
 #define PROTO_ACK_MSG_MAX           256   /* bytes of an ack's error message */
+#define PROTO_USERS_MAX             10000 /* users in one list */
 
 /* A record's encoding is at most this long; longer input is PROTO_E_TOO_LONG. */
 #define PROTO_RECORD_MAX (16u * 1024 * 1024)
@@ -206,5 +215,48 @@ typedef struct proto_join_reply {
 proto_err proto_join_reply_encode(const proto_join_reply *r, proto_mp_buf *out);
 proto_err proto_join_reply_decode(const uint8_t *data, size_t len, proto_join_reply *r);
 void proto_join_reply_free(proto_join_reply *r);
+
+/* ---- control records: a room, a member of a room, typing, a user list ---- */
+
+typedef struct proto_room {
+    char room[PROTO_DM_ROOM_MAX + 1];
+    size_t room_len;
+} proto_room;
+
+proto_err proto_room_encode(const proto_room *r, proto_mp_buf *out);
+proto_err proto_room_decode(const uint8_t *data, size_t len, proto_room *r);
+
+typedef struct proto_member {
+    char room[PROTO_DM_ROOM_MAX + 1];
+    char user[PROTO_USER_MAX + 1];
+    size_t room_len, user_len;
+} proto_member;
+
+proto_err proto_member_encode(const proto_member *m, proto_mp_buf *out);
+proto_err proto_member_decode(const uint8_t *data, size_t len, proto_member *m);
+
+/* Someone is typing in room; node and conn name the connection it came from,
+ * so that its own node does not echo it back to that connection. */
+typedef struct proto_typing {
+    char room[PROTO_DM_ROOM_MAX + 1];
+    char user[PROTO_USER_MAX + 1];
+    size_t room_len, user_len;
+    uint64_t node;
+    uint64_t conn;
+} proto_typing;
+
+proto_err proto_typing_encode(const proto_typing *t, proto_mp_buf *out);
+proto_err proto_typing_decode(const uint8_t *data, size_t len, proto_typing *t);
+
+typedef char proto_user_name[PROTO_USER_MAX + 1];
+
+typedef struct proto_users {
+    proto_user_name *users;     /* count NUL-terminated names, owned (decoded) */
+    size_t count;               /* 0..PROTO_USERS_MAX */
+} proto_users;
+
+proto_err proto_users_encode(const proto_users *u, proto_mp_buf *out);
+proto_err proto_users_decode(const uint8_t *data, size_t len, proto_users *u);
+void proto_users_free(proto_users *u);
 
 #endif
