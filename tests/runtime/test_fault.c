@@ -218,6 +218,13 @@ test_streams_independent(void **state)
     assert_memory_equal(seq_a, seq_b, CHECKS);
     rt_faults_free(alone);
     rt_faults_free(mixed);
+
+    /* each rule has a stream of its own: two like rules do not fire alike */
+    rt_faults *f = parse_ok("seed=5; crash:a,p=0.5; crash:b,p=0.5");
+    run_checks(f, "a", "recv", CHECKS, seq_a);
+    run_checks(f, "b", "recv", CHECKS, seq_b);
+    assert_true(memcmp(seq_a, seq_b, CHECKS) != 0);
+    rt_faults_free(f);
 }
 
 static void
@@ -498,6 +505,30 @@ test_rt_delay(void **state)
 }
 
 static void
+test_rt_delay_every_message(void **state)
+{
+    (void)state;
+    /* a delay on every check: each message is delayed once, then handled
+     * (the delayed message is not checked again, or it would wait forever) */
+    rt_runtime *rt = rt_test_open("delay:slow,ms=15");
+    int err;
+    rt_id id = rt_spawn(rt, 0, &timed_spec, NULL, "slow", &err);
+    assert_true(id != 0);
+    memset(handled_at, 0, sizeof(handled_at));
+    ev_now_update(rt_loop(rt));
+    double t0 = rt_now_ms(rt);
+    for (uint64_t i = 1; i <= 3; i++)
+        assert_int_equal(rt_send(rt, 0, id, 200, i, NULL, 0), RT_OK);
+    stat_ctx ctx = { rt, "slow", 3 };
+    assert_true(rt_test_run_until(rt, handled_plus_dropped, &ctx, 2000));
+    journal_expect("corr 1", "corr 2", "corr 3", NULL);
+    for (int i = 1; i <= 3; i++)
+        assert_true(handled_at[i] - t0 >= 15 * i - 0.5);
+    assert_int_equal(rt_faults_fired(rt_faults_of(rt), RT_FAULT_DELAY), 3);
+    rt_test_close(rt);
+}
+
+static void
 test_rt_init_fault(void **state)
 {
     (void)state;
@@ -586,6 +617,7 @@ main(void)
         cmocka_unit_test(test_rt_crash_restarted),
         cmocka_unit_test(test_rt_drop),
         cmocka_unit_test(test_rt_delay),
+        cmocka_unit_test(test_rt_delay_every_message),
         cmocka_unit_test(test_rt_init_fault),
         cmocka_unit_test(test_rt_fault_point),
     };
