@@ -778,3 +778,21 @@ proto_users_free(proto_users *u)
 {
     record_free(&users_schema, u, sizeof(*u));
 }
+
+void
+proto_room_free(proto_room *r)
+{
+    record_free(&room_schema, r, sizeof(*r));
+}
+
+void
+proto_member_free(proto_member *m)
+{
+    record_free(&member_schema, m, sizeof(*m));
+}
+
+void
+proto_typing_free(proto_typing *t)
+{
+    record_free(&typing_schema, t, sizeof(*t));
+}

@@ -225,6 +225,7 @@ typedef struct proto_room {
 
 proto_err proto_room_encode(const proto_room *r, proto_mp_buf *out);
 proto_err proto_room_decode(const uint8_t *data, size_t len, proto_room *r);
+void proto_room_free(proto_room *r);
 
 typedef struct proto_member {
     char room[PROTO_DM_ROOM_MAX + 1];
@@ -234,6 +235,7 @@ typedef struct proto_member {
 
 proto_err proto_member_encode(const proto_member *m, proto_mp_buf *out);
 proto_err proto_member_decode(const uint8_t *data, size_t len, proto_member *m);
+void proto_member_free(proto_member *m);
 
 /* Someone is typing in room; node and conn name the connection it came from,
  * so that its own node does not echo it back to that connection. */
@@ -247,6 +249,7 @@ typedef struct proto_typing {
 
 proto_err proto_typing_encode(const proto_typing *t, proto_mp_buf *out);
 proto_err proto_typing_decode(const uint8_t *data, size_t len, proto_typing *t);
+void proto_typing_free(proto_typing *t);
 
 typedef char proto_user_name[PROTO_USER_MAX + 1];
 

@@ -128,9 +128,10 @@ static int
 parse_rule(char *text, rule *r, uint64_t *seed, bool *is_seed, char *err, size_t errlen)
 {
     *is_seed = false;
-    if (strncmp(text, "seed=", 5) == 0) {
-        if (!parse_u64(trim(text + 5), seed))
-            return fail(err, errlen, "fault spec: bad seed \"%s\"", text + 5);
+    if (strncmp(text, "seed", 4) == 0 && *trim(text + 4) == '=') {
+        char *val = trim(trim(text + 4) + 1);
+        if (!parse_u64(val, seed))
+            return fail(err, errlen, "fault spec: bad seed \"%s\"", val);
         *is_seed = true;
         return 0;
     }
@@ -180,6 +181,7 @@ parse_rule(char *text, rule *r, uint64_t *seed, bool *is_seed, char *err, size_t
         if (!eq)
             return fail(err, errlen, "fault spec: option \"%s\" is not KEY=VALUE", opt);
         *eq = '\0';
+        opt = trim(opt);
         char *val = trim(eq + 1);
         bool ok;
         if (strcmp(opt, "p") == 0)
@@ -278,14 +280,23 @@ rt_faults_check(rt_faults *f, const char *actor, uint64_t actor_id, const char *
 {
     if (!f)
         return RT_FAULT_NONE;
-    for (size_t i = 0; i < f->nrules; i++) {
-        rule *r = &f->rules[i];
+    /* Every matching rule sees every check (so each rule's schedule is its
+     * own, whatever the others do); the first that fires wins. */
+    rule *winner = NULL;
+    size_t i = 0;
+    for (size_t k = 0; k < f->nrules; k++) {
+        rule *r = &f->rules[k];
         if (strcmp(r->point, point) != 0)
             continue;
         if (strcmp(r->actor, "*") != 0 && strcmp(r->actor, actor) != 0)
             continue;
-        if (!fires(r))
-            continue;
+        if (fires(r) && !winner) {
+            winner = r;
+            i = k;
+        }
+    }
+    if (winner) {
+        rule *r = winner;
         r->fired++;
         f->fired[r->action]++;
         if (r->action == RT_FAULT_DELAY)

@@ -1013,6 +1013,7 @@ rt_send_msg(rt_runtime *rt, rt_id to, rt_msg *m)
     case RT_PUSH_SHED:
         a->stats->s.overflows++;
         a->stats->s.shed++;
+        a->skip_fault = false;      /* the head that passed the injector is gone */
         break;
     case RT_PUSH_OK:
         break;

@@ -67,6 +67,38 @@ eq_join_reply(const proto_join_reply *a, const proto_join_reply *b)
            msgs_equal(a->missed, a->count, b->missed, b->count);
 }
 
+static bool
+eq_room(const proto_room *a, const proto_room *b)
+{
+    return a->room_len == b->room_len && memcmp(a->room, b->room, a->room_len) == 0;
+}
+
+static bool
+eq_member(const proto_member *a, const proto_member *b)
+{
+    return a->room_len == b->room_len && memcmp(a->room, b->room, a->room_len) == 0 &&
+           a->user_len == b->user_len && memcmp(a->user, b->user, a->user_len) == 0;
+}
+
+static bool
+eq_typing(const proto_typing *a, const proto_typing *b)
+{
+    return a->room_len == b->room_len && memcmp(a->room, b->room, a->room_len) == 0 &&
+           a->user_len == b->user_len && memcmp(a->user, b->user, a->user_len) == 0 &&
+           a->node == b->node && a->conn == b->conn;
+}
+
+static bool
+eq_users(const proto_users *a, const proto_users *b)
+{
+    if (a->count != b->count)
+        return false;
+    for (size_t i = 0; i < a->count; i++)
+        if (strcmp(a->users[i], b->users[i]) != 0)
+            return false;
+    return true;
+}
+
 /* decode -> encode -> decode -> compare -> encode -> same bytes */
 #define ROUND_TRIP(T, name, eq)                                                 \
     do {                                                                        \
@@ -101,5 +133,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ROUND_TRIP(proto_history_reply, history_reply, eq_history_reply);
     ROUND_TRIP(proto_join_req, join_req, eq_join_req);
     ROUND_TRIP(proto_join_reply, join_reply, eq_join_reply);
+    ROUND_TRIP(proto_room, room, eq_room);
+    ROUND_TRIP(proto_member, member, eq_member);
+    ROUND_TRIP(proto_typing, typing, eq_typing);
+    ROUND_TRIP(proto_users, users, eq_users);
     return 0;
 }

@@ -826,11 +826,110 @@ test_type_names(void **state)
     (void)state;
     assert_string_equal(proto_type_name(PROTO_T_MESSAGE), "message");
     assert_string_equal(proto_type_name(PROTO_T_JOIN_REPLY), "join_reply");
-    for (uint32_t t = PROTO_T_MESSAGE; t <= PROTO_T_JOIN_REPLY; t++)
+    assert_string_equal(proto_type_name(PROTO_T_USERS), "users");
+    for (uint32_t t = PROTO_T_MESSAGE; t <= PROTO_T_USERS; t++)
         assert_non_null(proto_type_name(t));
     assert_null(proto_type_name(0));
     assert_null(proto_type_name(99));
-    assert_null(proto_type_name(PROTO_T_JOIN_REPLY + 1));
+    assert_null(proto_type_name(PROTO_T_USERS + 1));
+}
+
+/* Packs a map of str keys and str values (NULL value: the uint 7). */
+static size_t
+pack_strmap(uint8_t *out, size_t cap, size_t n, const char *const *pairs)
+{
+    proto_mp_buf b;
+    proto_mp_buf_fixed(&b, out, cap);
+    msgpack_packer pk;
+    proto_mp_packer_init(&pk, &b);
+    msgpack_pack_map(&pk, n);
+    for (size_t i = 0; i < n; i++) {
+        proto_mp_pack_str(&pk, pairs[2 * i], strlen(pairs[2 * i]));
+        if (pairs[2 * i + 1])
+            proto_mp_pack_str(&pk, pairs[2 * i + 1], strlen(pairs[2 * i + 1]));
+        else
+            msgpack_pack_uint64(&pk, 7);
+    }
+    assert_false(b.failed);
+    return b.len;
+}
+
+static void
+test_control_records(void **state)
+{
+    (void)state;
+    uint8_t mem[512];
+    proto_mp_buf b;
+
+    /* room */
+    proto_room room = { .room = "dm:al:bo", .room_len = 8 }, room2;
+    proto_mp_buf_fixed(&b, mem, sizeof(mem));
+    assert_int_equal(proto_room_encode(&room, &b), PROTO_OK);
+    assert_int_equal(proto_room_decode(b.data, b.len, &room2), PROTO_OK);
+    assert_string_equal(room2.room, "dm:al:bo");
+    proto_room bad_room = { .room = "dm:bo:al", .room_len = 8 };
+    proto_mp_buf_fixed(&b, mem, sizeof(mem));
+    assert_int_equal(proto_room_encode(&bad_room, &b), PROTO_E_SYNTAX);
+
+    /* member */
+    proto_member m = { .room = "r", .room_len = 1, .user = "alice", .user_len = 5 }, m2;
+    proto_mp_buf_fixed(&b, mem, sizeof(mem));
+    assert_int_equal(proto_member_encode(&m, &b), PROTO_OK);
+    assert_int_equal(proto_member_decode(b.data, b.len, &m2), PROTO_OK);
+    assert_string_equal(m2.user, "alice");
+    assert_int_equal(m2.room_len, 1);
+    const char *const no_user[] = { "room", "r" };
+    size_t n = pack_strmap(mem, sizeof(mem), 1, no_user);
+    assert_int_equal(proto_member_decode(mem, n, &m2), PROTO_E_MISSING);
+    const char *const bad_user[] = { "room", "r", "user", "a b" };
+    n = pack_strmap(mem, sizeof(mem), 2, bad_user);
+    assert_int_equal(proto_member_decode(mem, n, &m2), PROTO_E_SYNTAX);
+    assert_int_equal(m2.room_len, 0);      /* zeroed on error */
+
+    /* typing */
+    proto_typing t = { .room = "r", .room_len = 1, .user = "u", .user_len = 1,
+                       .node = UINT64_MAX, .conn = 42 }, t2;
+    proto_mp_buf_fixed(&b, mem, sizeof(mem));
+    assert_int_equal(proto_typing_encode(&t, &b), PROTO_OK);
+    assert_int_equal(proto_typing_decode(b.data, b.len, &t2), PROTO_OK);
+    assert_true(t2.node == UINT64_MAX && t2.conn == 42);
+    const char *const typing_str_node[] = { "room", "r", "user", "u", "node", "x", "conn", NULL };
+    n = pack_strmap(mem, sizeof(mem), 4, typing_str_node);
+    assert_int_equal(proto_typing_decode(mem, n, &t2), PROTO_E_TYPE);
+
+    /* users */
+    proto_user_name names[3] = { "alice", "bob", "c.d-e_f" };
+    proto_users u = { .users = names, .count = 3 }, u2;
+    proto_mp_buf_fixed(&b, mem, sizeof(mem));
+    assert_int_equal(proto_users_encode(&u, &b), PROTO_OK);
+    assert_int_equal(proto_users_decode(b.data, b.len, &u2), PROTO_OK);
+    assert_int_equal(u2.count, 3);
+    assert_string_equal(u2.users[2], "c.d-e_f");
+    proto_users_free(&u2);
+    proto_users_free(&u2);      /* twice is fine */
+    proto_users none = { 0 };
+    proto_mp_buf_fixed(&b, mem, sizeof(mem));
+    assert_int_equal(proto_users_encode(&none, &b), PROTO_OK);
+    assert_int_equal(proto_users_decode(b.data, b.len, &u2), PROTO_OK);
+    assert_int_equal(u2.count, 0);
+    /* a bad name anywhere in the list rejects the whole record, leak-free */
+    proto_user_name bad[2] = { "ok", "no way" };
+    proto_users ub = { .users = bad, .count = 2 };
+    proto_mp_buf_fixed(&b, mem, sizeof(mem));
+    assert_int_equal(proto_users_encode(&ub, &b), PROTO_E_SYNTAX);
+    assert_int_equal(b.len, 0);
+    /* hand-made: ["ok", 5] */
+    proto_mp_buf_fixed(&b, mem, sizeof(mem));
+    msgpack_packer pk;
+    proto_mp_packer_init(&pk, &b);
+    msgpack_pack_map(&pk, 1);
+    proto_mp_pack_str(&pk, "users", 5);
+    msgpack_pack_array(&pk, 2);
+    proto_mp_pack_str(&pk, "ok", 2);
+    msgpack_pack_uint64(&pk, 5);
+    assert_int_equal(proto_users_decode(b.data, b.len, &u2), PROTO_E_TYPE);
+    assert_null(u2.users);
+    assert_int_equal(u2.count, 0);
 }
 
 int
@@ -851,6 +950,7 @@ main(void)
         LEAK_TEST(test_history_req),
         LEAK_TEST(test_join_req),
         LEAK_TEST(test_type_names),
+        LEAK_TEST(test_control_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

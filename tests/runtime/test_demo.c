@@ -44,9 +44,11 @@ test_tree_survives_faults(void **state)
     assert_true(worker->crashes >= 1);
     assert_true(sink->crashes >= 1);
     assert_true(rt_faults_fired(rt_faults_of(rt), RT_FAULT_DROP) >= 1);
-    /* rest_for_one: every worker crash restarted worker and sink */
-    assert_int_equal(worker->restarts, worker->crashes);
-    assert_true(sink->restarts >= worker->crashes + sink->crashes);
+    /* rest_for_one: every worker crash restarted worker and sink (but for
+     * one still in its backoff when the run ended) */
+    assert_true(worker->restarts + 1 >= worker->crashes);
+    assert_true(worker->restarts <= worker->crashes);
+    assert_true(sink->restarts + 2 >= worker->crashes + sink->crashes);
     /* and the work went on: most items got through */
     assert_true(t.produced > 300);
     assert_true(t.delivered * 10 >= t.produced * 6);
