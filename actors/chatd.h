@@ -1,0 +1,86 @@
+/*
+ * The chat actors and the messages between them.
+ *
+ * One node runs up to five actors, each registered under its name:
+ *
+ *   "socket"    WebSocket / Socket.IO clients, HTTP endpoints    actors/socket.c
+ *   "producer"  Kafka producer                                    actors/producer.c
+ *   "consumer"  Kafka consumer-group member                       actors/consumer.c
+ *   "store"     PostgreSQL                                        actors/store.c
+ *   "fanout"    Redis Pub/Sub, presence                           actors/fanout.c
+ *
+ * Every message is an envelope (proto/envelope.h) whose type names its
+ * payload's record (proto/record.h). A request carries a correlation id
+ * (corr) chosen by the requester; the reply echoes it. A request whose
+ * receiver is down (rt_send returns an error) or that gets no reply within
+ * its deadline is answered `unavailable` by the requester itself.
+ *
+ * socket -> producer   PROTO_T_MESSAGE {room,id,user,text,ts,seq=0}
+ *                      reply PROTO_T_ACK: ok once Kafka acked it (acks=all),
+ *                      else code unavailable.
+ * consumer -> store    PROTO_T_MESSAGE_BATCH, corr = batch number, messages
+ *                      in partition order; reply PROTO_T_ACK once the batch
+ *                      is committed in PostgreSQL (then the consumer commits
+ *                      the Kafka offsets), or not ok (the consumer retries).
+ * store -> fanout      PROTO_T_MESSAGE_BATCH of the messages the batch newly
+ *                      stored, with their seq (after the commit, before the
+ *                      ack to the consumer).
+ * socket -> store      PROTO_T_JOIN_REQ -> PROTO_T_JOIN_REPLY
+ *                      PROTO_T_HISTORY_REQ -> PROTO_T_HISTORY_REPLY
+ *                      or PROTO_T_ACK (not ok, unavailable) on failure.
+ * socket -> fanout     CHATD_T_SUBSCRIBE {room} -> PROTO_T_ACK once the
+ *                      node's Redis subscription to the room is live;
+ *                      CHATD_T_UNSUBSCRIBE {room}, no reply;
+ *                      CHATD_T_PRESENCE_ADD / _DEL {room, user}, no reply;
+ *                      CHATD_T_PRESENCE_QUERY {room} -> PROTO_T_USERS (sorted,
+ *                      distinct, across nodes) or PROTO_T_ACK not ok;
+ *                      PROTO_T_TYPING {room,user,node,conn} -> published.
+ * fanout -> socket     PROTO_T_MESSAGE (a stored message of a subscribed
+ *                      room, from Redis) and PROTO_T_TYPING (from any node);
+ *                      CHATD_T_FANOUT_UP {} when fanout (re)started: the
+ *                      socket sends again every SUBSCRIBE and PRESENCE_ADD
+ *                      it holds.
+ * socket -> fanout     CHATD_T_SOCKET_UP {} when socket (re)started: fanout
+ *                      drops the node's subscriptions and presence entries.
+ *
+ * Redis: channel "chatd:room:<room>" carries envelopes (PROTO_T_MESSAGE or
+ * PROTO_T_TYPING, from = 0); presence is a sorted set "chatd:presence:<room>"
+ * of "<user> <node>" members scored by their expiry (ms since the epoch),
+ * refreshed by each node while the member is connected.
+ *
+ * Kafka: topic records are envelopes holding a PROTO_T_MESSAGE, key = room.
+ *
+ * Backends report their state as the gauge chatd_backend_up{backend="kafka"
+ * |"redis"|"postgres"} (runtime/metrics.h), 1 when connected; /readyz reads
+ * them.
+ */
+#ifndef CHATD_ACTORS_CHATD_H
+#define CHATD_ACTORS_CHATD_H
+
+#include <stdint.h>
+
+#include "proto/record.h"
+
+#define CHATD_SOCKET   "socket"
+#define CHATD_PRODUCER "producer"
+#define CHATD_CONSUMER "consumer"
+#define CHATD_STORE    "store"
+#define CHATD_FANOUT   "fanout"
+
+enum chatd_type {
+    CHATD_T_SUBSCRIBE = 200,    /* proto_room */
+    CHATD_T_UNSUBSCRIBE,        /* proto_room */
+    CHATD_T_PRESENCE_ADD,       /* proto_member */
+    CHATD_T_PRESENCE_DEL,       /* proto_member */
+    CHATD_T_PRESENCE_QUERY,     /* proto_room */
+    CHATD_T_FANOUT_UP,          /* empty payload */
+    CHATD_T_SOCKET_UP,          /* empty payload */
+    CHATD_T_TICK,               /* an actor's own timer; empty payload */
+};
+
+/* Names of the backends in chatd_backend_up. */
+#define CHATD_BACKEND_KAFKA    "kafka"
+#define CHATD_BACKEND_REDIS    "redis"
+#define CHATD_BACKEND_POSTGRES "postgres"
+
+#endif
