@@ -1,0 +1,26 @@
+/*
+ * The socket actor: clients over WebSocket (Engine.IO v4 / Socket.IO v5, so
+ * the official socket.io-client works unmodified) and the HTTP endpoints, on
+ * libwebsockets running on the runtime's libev loop.
+ *
+ * It validates every client event as shared/PROTOCOL.md says (proto/sio.h),
+ * keeps each connection's room memberships, turns events into requests to
+ * the producer, store and fanout actors (actors/chatd.h) and their replies
+ * into acks, and writes live messages to the local members of their rooms:
+ * each broadcast is encoded once as a complete WebSocket frame shared by
+ * every member's bounded send queue, and each connection's queued frames
+ * leave in one write after the actor's turn.
+ *
+ * HTTP on the same port: GET /healthz, /readyz, /metrics; Engine.IO polling
+ * requests get 400 (PROTOCOL.md); GET / serves the web root when configured.
+ *
+ * Registered as "socket"; init argument: const chatd_config *.
+ */
+#ifndef CHATD_ACTORS_SOCKET_H
+#define CHATD_ACTORS_SOCKET_H
+
+#include "runtime/rt.h"
+
+extern const rt_actor_spec chatd_socket_spec;
+
+#endif
