@@ -7,6 +7,9 @@ CHATD_BUILD_PACKAGES="gcc pkg-config scons libev-dev libmsgpack-dev libcmocka-de
     libjansson-dev libwebsockets-dev libwebsockets-evlib-ev librdkafka-dev
     libhiredis-dev libpq-dev"
 
+# To run: the services and curl (readiness checks).
+CHATD_RUN_PACKAGES="postgresql redis-server curl"
+
 # To test: clang and its runtime for libFuzzer, the services.
 CHATD_TEST_PACKAGES="clang libclang-rt-14-dev python3 postgresql redis-server"
 
