@@ -151,7 +151,8 @@ struct req {
     bool has_ack;
     uint64_t ack_id;
     double deadline;                /* ms */
-    room *room;                     /* JOIN, JOIN_SUB */
+    room *room;                     /* JOIN_SUB (a room with a pending
+                                     * subscription is never freed) */
     bool added;                     /* JOIN: this join made the conn a member */
     bool sent;                      /* JOIN: the store was asked */
     char room_name[PROTO_DM_ROOM_MAX + 1];
@@ -651,17 +652,20 @@ fail_req(socket_state *s, req *r, sio_error err, const char *message)
         sub_done(s, rm, false);
         return;
     }
-    if (r->kind == REQ_JOIN && r->room) {
-        room *rm = r->room;
-        for (size_t i = 0; i < rm->nwaiting; i++)
-            if (rm->waiting[i] == r) {
-                rm->waiting[i] = rm->waiting[--rm->nwaiting];
-                break;
-            }
-        if (c && r->added && is_member(c, rm))
-            member_remove(s, c, rm);
-        else
-            room_release(s, rm);
+    if (r->kind == REQ_JOIN) {
+        /* by name: the room may have been freed since (everybody left) */
+        room *rm = room_get(s, r->room_name, r->room_len, false);
+        if (rm) {
+            for (size_t i = 0; i < rm->nwaiting; i++)
+                if (rm->waiting[i] == r) {
+                    rm->waiting[i] = rm->waiting[--rm->nwaiting];
+                    break;
+                }
+            if (c && r->added && is_member(c, rm))
+                member_remove(s, c, rm);
+            else
+                room_release(s, rm);
+        }
     }
     if (c)
         ack_err(s, c, r->has_ack, r->ack_id, err, message);
@@ -835,7 +839,6 @@ ev_join(socket_state *s, conn *c, const sio_packet *p, const sio_request *rq)
         ack_err(s, c, p->has_ack, p->ack_id, SIO_E_UNAVAILABLE, "out of memory");
         return;
     }
-    j->room = r;
     memcpy(j->room_name, rq->room, rq->room_len);
     j->room_len = rq->room_len;
     j->has_since = rq->has_since;
@@ -1497,11 +1500,8 @@ socket_handle(rt_actor *self, const proto_env *msg)
         rt_exit(self, RT_EXIT_SHUTDOWN, "drained");
         return RT_OK;
     case PROTO_T_MESSAGE:
-        if (msg->corr == 0) {
-            on_live_message(s, msg);
-            return RT_OK;
-        }
-        break;
+        on_live_message(s, msg);
+        return RT_OK;
     case PROTO_T_TYPING:
         on_live_typing(s, msg);
         return RT_OK;
