@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -1017,7 +1018,7 @@ random_sid(char *out, size_t n)
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     uint8_t bytes[32];
-    if (lws_get_random(NULL, bytes, n - 1) != n - 1)
+    if (getrandom(bytes, n - 1, 0) != (ssize_t)(n - 1))
         for (size_t i = 0; i < n - 1; i++)
             bytes[i] = (uint8_t)rand();
     for (size_t i = 0; i < n - 1; i++)
@@ -1208,17 +1209,17 @@ on_http(socket_state *s, struct lws *wsi, const char *path)
 static bool
 upgrade_allowed(struct lws *wsi)
 {
-    char path[64], eio[8], transport[16];
+    char path[64], eio[16], transport[32];
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
         return false;
     if (strcmp(path, "/socket.io/") != 0 && strcmp(path, "/socket.io") != 0)
         return false;
-    if (!lws_get_urlarg_by_name(wsi, "EIO=", eio, sizeof(eio)) || strcmp(eio, "4") != 0)
+    /* the buffer receives "name=value"; the result points at the value */
+    const char *v = lws_get_urlarg_by_name(wsi, "EIO=", eio, sizeof(eio));
+    if (!v || strcmp(v, "4") != 0)
         return false;
-    if (!lws_get_urlarg_by_name(wsi, "transport=", transport, sizeof(transport)) ||
-        strcmp(transport, "websocket") != 0)
-        return false;
-    return true;
+    v = lws_get_urlarg_by_name(wsi, "transport=", transport, sizeof(transport));
+    return v && strcmp(v, "websocket") == 0;
 }
 
 /* --- the lws callback ------------------------------------------------------------- */
