@@ -11,7 +11,7 @@ CHATD_BUILD_PACKAGES="gcc pkg-config scons libev-dev libmsgpack-dev libcmocka-de
 CHATD_RUN_PACKAGES="postgresql redis-server curl"
 
 # To test: clang and its runtime for libFuzzer, the services.
-CHATD_TEST_PACKAGES="clang libclang-rt-14-dev python3 postgresql redis-server"
+CHATD_TEST_PACKAGES="clang libclang-rt-14-dev python3 postgresql redis-server curl docker-compose"
 
 # chatd_require_packages PKG...: installs those of PKG that are not installed
 # (apt-get update first, once, only when something is missing). Needs root.
