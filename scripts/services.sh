@@ -37,6 +37,7 @@ if [[ -n "${_CHATD_SERVICES_SH:-}" ]]; then
 fi
 _CHATD_SERVICES_SH=1
 
+_SERVICES_LAST_STATUS=0
 _SERVICES_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${SERVICES_TIMEOUT:=30}"
 : "${SERVICES_BUILD_MODE:=debug}"
@@ -88,10 +89,12 @@ _services_wait_until() {
 
 # _services_stop_pid PID DESC [SIGNAL]: sends SIGNAL (default TERM) to PID, waits up
 # to SERVICES_TIMEOUT seconds for it to exit, then SIGKILLs it. Returns 0 once the
-# process is gone (also when it was already gone).
+# process is gone (also when it was already gone). Sets _SERVICES_LAST_STATUS to
+# its exit status when it was a child of this shell, else to 0 or 127.
 _services_stop_pid() {
     local pid=$1 desc=$2 sig=${3:-TERM}
     if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then
+        _SERVICES_LAST_STATUS=0
         return 0
     fi
     kill "-$sig" "$pid" 2>/dev/null || true
@@ -100,8 +103,9 @@ _services_stop_pid() {
         kill -KILL "$pid" 2>/dev/null || true
         _services_wait_until 5 - "$desc kill" _services_dead "$pid" || return 1
     fi
-    # Reap it if it is our child (no-op otherwise).
-    wait "$pid" 2>/dev/null || true
+    # Reap it if it is our child and keep its exit status (127: not our child).
+    _SERVICES_LAST_STATUS=0
+    wait "$pid" 2>/dev/null || _SERVICES_LAST_STATUS=$?
     return 0
 }
 
@@ -279,7 +283,7 @@ services_start_postgres() {
         return 1
     fi
     if ! _services_wait_until "$SERVICES_TIMEOUT" - "postgres on 127.0.0.1:$port" \
-        pg_isready -q -h 127.0.0.1 -p "$port" -t 1; then
+        pg_isready -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -t 1; then
         _services_log_tail "$log"
         return 1
     fi
@@ -417,10 +421,18 @@ services_start_broker() {
 
 # services_stop_broker: SIGTERM (the broker removes its control socket), SIGKILL
 # after SERVICES_TIMEOUT; removes the bootstrap file, which would name dead ports.
+# The broker exits 0 on SIGTERM; when it was started from this shell and exits
+# otherwise (a crash, or a leak report under ASan) this prints its log tail and
+# returns 1, so services_stop_all keeps SERVICES_DIR for inspection.
 services_stop_broker() {
     [[ -n "${SERVICES_DIR:-}" && -f "$SERVICES_DIR/broker.pid" ]] || return 0
     _services_stop_pid "$(cat "$SERVICES_DIR/broker.pid")" broker || return 1
     rm -f "$SERVICES_DIR/broker.pid" "$SERVICES_DIR/broker.bootstrap" "$SERVICES_DIR/broker.ctl"
+    if [[ "$_SERVICES_LAST_STATUS" != 0 && "$_SERVICES_LAST_STATUS" != 127 ]]; then
+        _services_err "broker exited with status $_SERVICES_LAST_STATUS"
+        _services_log_tail "$SERVICES_DIR/broker.log"
+        return 1
+    fi
 }
 
 # services_broker_ctl WORD...: sends one command line to the running broker's
