@@ -296,9 +296,13 @@ store_crash(rt_actor *self, store_state *st, const char *fmt, ...)
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
     /* libpq messages end with a newline: keep the reason on one line */
-    for (char *p = reason; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+    char *w = reason;
+    for (char *p = reason; *p; p++) {
+        char c = *p == '\n' || *p == '\t' ? ' ' : *p;
+        if (c != ' ' || (w > reason && w[-1] != ' '))
+            *w++ = c;
+    }
+    *w = '\0';
     size_t n = strlen(reason);
     while (n > 0 && reason[n - 1] == ' ')
         reason[--n] = '\0';

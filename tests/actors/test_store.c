@@ -438,6 +438,50 @@ test_two_stores_concurrent(void **state)
     close_rt(rt);
 }
 
+/* The same batches sent to two stores at once (a consumer-group rebalance
+ * can do that): each message is stored and published exactly once, and the
+ * second writer to get the room's lock sees the first one's rows. */
+static void
+test_two_stores_same_batches(void **state)
+{
+    (void)state;
+    rt_runtime *rt = open_with_store();
+    assert_true(rt_spawn(rt, 0, &chatd_store_spec, &cfg, "store2", NULL) != 0);
+    char room[64];
+    fresh_room(room, sizeof(room), "twice");
+    enum { NB = 20, PER = 100 };
+    for (unsigned b = 0; b < NB; b++) {
+        char prefix[16];
+        snprintf(prefix, sizeof(prefix), "s%u-", b);
+        proto_msg *ms = make_msgs(room, prefix, 0, PER, "judy");
+        send_batch(rt, CHATD_STORE, b + 1, ms, PER);
+        send_batch(rt, "store2", b + 1, ms, PER);
+        free_msgs(ms, PER);
+    }
+    for (unsigned k = 0; k < 2 * NB; k++) {
+        stub_msg m;
+        assert_true(stub_wait(rt, "consumer", PROTO_T_ACK, &m, 20000));
+        proto_ack ack;
+        assert_int_equal(proto_ack_decode(m.payload, m.len, &ack), PROTO_OK);
+        if (!ack.ok)
+            fail_msg("batch %" PRIu64 ": %s", m.corr, ack.msg);
+        stub_msg_free(&m);
+    }
+    size_t published = 0;
+    while (stub_pending("fanout")) {
+        proto_batch out;
+        stub_msg m;
+        assert_true(stub_wait(rt, "fanout", PROTO_T_MESSAGE_BATCH, &m, 1000));
+        assert_int_equal(proto_batch_decode(m.payload, m.len, &out), PROTO_OK);
+        published += out.count;
+        proto_batch_free(&out);
+        stub_msg_free(&m);
+    }
+    assert_int_equal(published, NB * PER);
+    expect_dense(room, NB * PER);
+    close_rt(rt);
+}
+
 static void
 test_join(void **state)
 {
@@ -760,6 +804,7 @@ main(void)
         cmocka_unit_test(test_resend_is_idempotent),
         cmocka_unit_test(test_mixed_rooms),
         cmocka_unit_test(test_two_stores_concurrent),
+        cmocka_unit_test(test_two_stores_same_batches),
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_history),
         cmocka_unit_test(test_request_before_connect),
