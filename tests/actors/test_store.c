@@ -614,11 +614,17 @@ restart_postgres(void)
                                 "current_setting('port')");
         if (PQresultStatus(r) != PGRES_TUPLES_OK)
             fail_msg("cannot find the data directory: %s", PQerrorMessage(c));
+        /* the server refuses to run as root: scripts/services.sh runs it as
+         * SERVICES_PG_USER (default postgres) */
+        const char *user = getenv("SERVICES_PG_USER") ? getenv("SERVICES_PG_USER")
+                                                      : "postgres";
+        char as[128] = "";
+        if (geteuid() == 0)
+            snprintf(as, sizeof(as), "runuser -u '%s' -- ", user);
         snprintf(buf, sizeof(buf),
                  "%s%s/pg_ctl -D '%s' -w -t 60 -m fast -l /tmp/chatd-test-pg-%s.log "
-                 "restart >/dev/null",
-                 geteuid() == 0 ? "runuser -u postgres -- " : "", PQgetvalue(r, 0, 1),
-                 PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 2));
+                 "restart >/dev/null 2>&1",
+                 as, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 2));
         PQclear(r);
         PQfinish(c);
         cmd = buf;
