@@ -44,7 +44,7 @@ make_msgs(const char *room, const char *prefix, unsigned first, size_t n, const 
     proto_msg *ms = calloc(n, sizeof(*ms));
     assert_non_null(ms);
     for (size_t i = 0; i < n; i++) {
-        char id[64], text[96];
+        char id[64], text[160];
         snprintf(id, sizeof(id), "%s%zu", prefix, first + i);
         snprintf(text, sizeof(text), "text of %s in %s", id, room);
         set_msg(&ms[i], room, id, user, text);
