@@ -27,7 +27,9 @@
  *                           since the epoch), remembered and refreshed every
  *                           presence_ttl_ms / 3; the key itself expires after
  *                           2 * presence_ttl_ms without a refresh from any node.
- *   CHATD_T_PRESENCE_DEL    ZREM, forgotten.
+ *   CHATD_T_PRESENCE_DEL    ZREM, forgotten. Entries are a set: two ADDs of
+ *                           one (room, user) make one entry, which one DEL
+ *                           removes (the socket counts its connections).
  *   CHATD_T_PRESENCE_QUERY  PROTO_T_USERS with the distinct users whose entry
  *                           has not expired, sorted bytewise; PROTO_T_ACK not
  *                           ok (unavailable) when Redis fails.

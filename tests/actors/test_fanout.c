@@ -342,6 +342,14 @@ test_unsubscribe_stops_delivery(void **state)
     assert_int_equal(numsub(a), 1);
     send_batch(rt, "fanout", rooms, 1, 1);
     expect_msg(rt, "socket2", a, 1);
+    /* unsubscribe then subscribe while live: the subscribe waits for the
+     * unsubscribe's reply (hiredis keys its callbacks by channel) */
+    send_room(rt, "socket2", "fanout2", CHATD_T_UNSUBSCRIBE, 0, a);
+    send_room(rt, "socket2", "fanout2", CHATD_T_SUBSCRIBE, 4, a);
+    expect_ack(rt, "socket2", 4, true);
+    assert_int_equal(numsub(a), 1);
+    send_batch(rt, "fanout", rooms, 1, 1);
+    expect_msg(rt, "socket2", a, 1);
     close_rt(rt);
 }
 
