@@ -56,13 +56,16 @@ main(int argc, char **argv)
         { CHATD_ROLE_PRODUCER, CHATD_PRODUCER, &chatd_producer_spec },
         { CHATD_ROLE_SOCKET, CHATD_SOCKET, &chatd_socket_spec },
     };
+    chatd_fanout_arg fanout_arg = { .cfg = &cfg };
     rt_child_spec children[5];
     size_t n = 0;
     for (size_t i = 0; i < 5; i++) {
         if (!(cfg.roles & all[i].role))
             continue;
         children[n++] = (rt_child_spec){
-            .name = all[i].name, .actor = all[i].spec, .arg = &cfg,
+            .name = all[i].name, .actor = all[i].spec,
+            .arg = all[i].spec == &chatd_fanout_spec ? (const void *)&fanout_arg
+                                                     : (const void *)&cfg,
             .restart = RT_PERMANENT, .shutdown_ms = 10000,
         };
     }
