@@ -1,0 +1,195 @@
+/*
+ * chatd-kafka-probe: checks a Kafka broker (real or chatd-mockbroker) end to end.
+ *
+ *   chatd-kafka-probe BROKERS TOPIC produce   [TIMEOUT_MS]
+ *   chatd-kafka-probe BROKERS TOPIC roundtrip [TIMEOUT_MS]
+ *
+ * produce:   sends one message (acks=all) and waits for its delivery report.
+ * roundtrip: produce, then reads the message back from the partition and offset the
+ *            delivery report named (plain assign, no consumer group, so no
+ *            group-join delay) and checks the payload is byte-identical.
+ *
+ * TIMEOUT_MS (default 10000) bounds the whole run: message.timeout.ms is set to it,
+ * and the consume phase gets what is left. Exit 0 and one "ok ..." line on stdout on
+ * success; exit 1 and one "fail ..." line otherwise; exit 2 on bad usage.
+ * librdkafka's own log lines go to stderr.
+ */
+
+#include <librdkafka/rdkafka.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct delivery {
+    int done;
+    rd_kafka_resp_err_t err;
+    int32_t partition;
+    int64_t offset;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    struct delivery *d = m->_private;
+    (void)rk;
+    (void)opaque;
+    d->done = 1;
+    d->err = m->err;
+    d->partition = m->partition;
+    d->offset = m->offset;
+}
+
+static int set(rd_kafka_conf_t *conf, const char *k, const char *v)
+{
+    char errstr[256];
+    if (rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+        printf("fail config %s=%s: %s\n", k, v, errstr);
+        return -1;
+    }
+    return 0;
+}
+
+/* produce_one: returns 0 and fills d on delivery, -1 on failure (line printed). */
+static int produce_one(const char *brokers, const char *topic, const char *payload,
+                       int timeout_ms, struct delivery *d)
+{
+    char errstr[256], tmo[32];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    rd_kafka_resp_err_t err;
+    int64_t deadline = now_ms() + timeout_ms;
+
+    snprintf(tmo, sizeof tmo, "%d", timeout_ms);
+    if (set(conf, "bootstrap.servers", brokers) || set(conf, "acks", "all") ||
+        set(conf, "message.timeout.ms", tmo) || set(conf, "linger.ms", "0") ||
+        set(conf, "client.id", "chatd-kafka-probe")) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        printf("fail producer: %s\n", errstr);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                            RD_KAFKA_V_VALUE((void *)payload, strlen(payload)),
+                            RD_KAFKA_V_KEY("probe", 5), RD_KAFKA_V_OPAQUE(d),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (err) {
+        printf("fail produce: %s\n", rd_kafka_err2str(err));
+        rd_kafka_destroy(rk);
+        return -1;
+    }
+    /* The message timeout fires the report at the latest; the extra second only
+     * guards against a report that never comes. */
+    while (!d->done && now_ms() < deadline + 1000)
+        rd_kafka_poll(rk, 50);
+    /* Do not wait for anything else in flight: the broker may be down. */
+    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(rk, 0);
+    rd_kafka_destroy(rk);
+    if (!d->done) {
+        printf("fail produce: no delivery report within %d ms\n", timeout_ms + 1000);
+        return -1;
+    }
+    if (d->err) {
+        printf("fail produce: %s (%s)\n", rd_kafka_err2name(d->err), rd_kafka_err2str(d->err));
+        return -1;
+    }
+    return 0;
+}
+
+/* consume_at: reads topic[partition] from offset until payload shows up. */
+static int consume_at(const char *brokers, const char *topic, const struct delivery *d,
+                      const char *payload, int64_t deadline)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    rd_kafka_topic_partition_list_t *parts;
+    int found = 0;
+
+    if (set(conf, "bootstrap.servers", brokers) || set(conf, "group.id", "chatd-kafka-probe") ||
+        set(conf, "enable.auto.commit", "false") || set(conf, "fetch.wait.max.ms", "10") ||
+        set(conf, "client.id", "chatd-kafka-probe")) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        printf("fail consumer: %s\n", errstr);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    parts = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(parts, topic, d->partition)->offset = d->offset;
+    rd_kafka_assign(rk, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+
+    while (!found && now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err && m->len == strlen(payload) && memcmp(m->payload, payload, m->len) == 0)
+            found = 1;
+        else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            fprintf(stderr, "chatd-kafka-probe: consume: %s\n", rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_assign(rk, NULL);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    if (!found) {
+        printf("fail consume: message not read back from %s [%" PRId32 "] @%" PRId64 "\n",
+               topic, d->partition, d->offset);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct delivery d = {0};
+    char payload[128];
+    int timeout_ms = 10000;
+    int64_t start = now_ms();
+    int roundtrip;
+
+    if (argc < 4 || argc > 5 ||
+        (strcmp(argv[3], "produce") != 0 && strcmp(argv[3], "roundtrip") != 0)) {
+        fprintf(stderr, "usage: chatd-kafka-probe BROKERS TOPIC produce|roundtrip [TIMEOUT_MS]\n");
+        return 2;
+    }
+    if (argc == 5) {
+        char *end;
+        long v = strtol(argv[4], &end, 10);
+        if (*end || v < 100 || v > 600000) {
+            fprintf(stderr, "chatd-kafka-probe: TIMEOUT_MS must be 100..600000\n");
+            return 2;
+        }
+        timeout_ms = (int)v;
+    }
+    roundtrip = strcmp(argv[3], "roundtrip") == 0;
+    snprintf(payload, sizeof payload, "chatd-kafka-probe pid=%ld t=%" PRId64, (long)getpid(),
+             start);
+
+    if (produce_one(argv[1], argv[2], payload, timeout_ms, &d))
+        return 1;
+    if (roundtrip && consume_at(argv[1], argv[2], &d, payload, start + timeout_ms))
+        return 1;
+    printf("ok %s %s [%" PRId32 "] @%" PRId64 " in %" PRId64 " ms\n", argv[3], argv[2],
+           d.partition, d.offset, now_ms() - start);
+    return 0;
+}
