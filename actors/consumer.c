@@ -32,6 +32,7 @@ typedef struct consumer {
     const chatd_config *cfg;
     rd_kafka_t *rk;
     rd_kafka_queue_t *cq;           /* the consumer queue (everything is forwarded here) */
+    rd_kafka_queue_t *closeq;       /* while closing, cq is forwarded here */
     chatd_kafka_wake wake;
 
     /* the batch being collected (empty between callbacks) */
@@ -122,6 +123,30 @@ on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list
                 rd_kafka_err2str(err));
 }
 
+/* While closing: serves the close queue with the event API, as
+ * rd_kafka_consumer_close does internally: rebalances are followed, fetched
+ * messages and other events dropped (rd_kafka_queue_poll_callback would
+ * assert on a fetched message). */
+static void
+serve_close(rt_actor *self, consumer *st)
+{
+    rd_kafka_event_t *ev;
+    for (int i = 0; i < READ_MAX && (ev = rd_kafka_queue_poll(st->closeq, 0)); i++) {
+        switch (rd_kafka_event_type(ev)) {
+        case RD_KAFKA_EVENT_REBALANCE:
+            on_rebalance(st->rk, rd_kafka_event_error(ev),
+                         rd_kafka_event_topic_partition_list(ev), self);
+            break;
+        case RD_KAFKA_EVENT_ERROR:
+            rt_warn(rt_who(self), "kafka (closing): %s", rd_kafka_event_error_string(ev));
+            break;
+        default:
+            break;
+        }
+        rd_kafka_event_destroy(ev);
+    }
+}
+
 static int
 on_wake(rt_actor *self, rt_io *io, int fd, int revents)
 {
@@ -129,7 +154,7 @@ on_wake(rt_actor *self, rt_io *io, int fd, int revents)
     consumer *st = rt_state(self);
     chatd_kafka_wake_drain(&st->wake);
     if (st->close_started) {
-        rd_kafka_queue_poll_callback(st->cq, 0);
+        serve_close(self, st);
         return RT_OK;
     }
     if (!st->inflight)
@@ -398,7 +423,7 @@ on_tick(rt_actor *self, consumer *st, const proto_env *msg)
         break;
     case T_CLOSE:
         st->close_timer = 0;
-        rd_kafka_queue_poll_callback(st->cq, 0);
+        serve_close(self, st);
         if (rd_kafka_consumer_closed(st->rk)) {
             st->closed = true;
             rt_exit(self, RT_EXIT_SHUTDOWN, NULL);
@@ -439,7 +464,11 @@ start_close(rt_actor *self, consumer *st)
 {
     st->close_started = true;
     st->close_deadline = rt_now_ms(rt_of(self)) + CHATD_CONSUMER_CLOSE_MS;
-    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(st->rk, st->cq);
+    st->closeq = rd_kafka_queue_new(st->rk);
+    /* The io event belongs on the final queue of a forwarding chain. */
+    rd_kafka_queue_io_event_enable(st->cq, -1, NULL, 0);
+    rd_kafka_queue_io_event_enable(st->closeq, st->wake.wfd, "1", 1);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(st->rk, st->closeq);
     if (e) {
         rt_warn(rt_who(self), "consumer close: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
@@ -447,7 +476,7 @@ start_close(rt_actor *self, consumer *st)
         return;
     }
     chatd_kafka_wake_resume(&st->wake);
-    rd_kafka_queue_poll_callback(st->cq, 0);
+    serve_close(self, st);
     st->close_timer = rt_send_after(self, CLOSE_TICK_MS, CHATD_T_TICK,
                                     (uint64_t)T_CLOSE << 56, NULL, 0);
 }
@@ -480,7 +509,9 @@ consumer_terminate(rt_actor *self, rt_exit_kind kind)
         rd_kafka_topic_partition_list_destroy(st->offsets);
     finish_inflight(st);
     if (st->rk) {
-        chatd_kafka_wake_close(self, &st->wake, st->cq);
+        chatd_kafka_wake_close(self, &st->wake, st->closeq ? st->closeq : st->cq);
+        if (st->closeq)
+            rd_kafka_queue_destroy(st->closeq);
         if (st->cq)
             rd_kafka_queue_destroy(st->cq);
         /* Without a finished close, do not let destroy leave the group: that
