@@ -516,7 +516,11 @@ consumer_terminate(rt_actor *self, rt_exit_kind kind)
             rd_kafka_queue_destroy(st->cq);
         /* Without a finished close, do not let destroy leave the group: that
          * blocks up to session.timeout.ms. The group notices us gone then. */
+        ev_now_update(rt_loop(rt_of(self)));
+        double t0 = rt_now_ms(rt_of(self));
         rd_kafka_destroy_flags(st->rk, st->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        ev_now_update(rt_loop(rt_of(self)));
+        rt_debug(rt_who(self), "rd_kafka_destroy took %.1f ms", rt_now_ms(rt_of(self)) - t0);
         st->rk = NULL;
     }
     rt_metric_set(st->up, 0);

@@ -45,6 +45,11 @@ on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
     /* syslog levels: 0..3 error, 4 warning, 5..6 info, 7 debug */
     rt_log_level l = level <= 3 ? RT_LOG_ERROR : level == 4 ? RT_LOG_WARN
                      : level <= 6 ? RT_LOG_INFO : RT_LOG_DEBUG;
+    /* Connection failures reach on_error too: one line is enough. The
+     * kafka options go to both clients, so each warns about the other's. */
+    if (strcmp(fac, "FAIL") == 0 ||
+        (strcmp(fac, "CONFWARN") == 0 && strstr(buf, "will be ignored by this")))
+        l = RT_LOG_DEBUG;
     RT_LOG(l, self ? rt_who(self) : "kafka", "rdkafka %s: %s", fac, buf);
 }
 

@@ -311,7 +311,11 @@ producer_terminate(rt_actor *self, rt_exit_kind kind)
         rd_kafka_poll(st->rk, 0);
         chatd_kafka_wake_close(self, &st->wake, st->mainq);
         rd_kafka_queue_destroy(st->mainq);
+        ev_now_update(rt_loop(rt_of(self)));
+        double t0 = rt_now_ms(rt_of(self));
         rd_kafka_destroy(st->rk);
+        ev_now_update(rt_loop(rt_of(self)));
+        rt_debug(rt_who(self), "rd_kafka_destroy took %.1f ms", rt_now_ms(rt_of(self)) - t0);
         st->rk = NULL;
     }
     while (st->head) {

@@ -22,6 +22,7 @@
 #include "actors/consumer.h"
 #include "actors/producer.h"
 #include "proto/envelope.h"
+#include "runtime/log.h"
 #include "runtime/metrics.h"
 #include "tests/actors/harness.h"
 
@@ -123,9 +124,9 @@ cmp_double(const void *a, const void *b)
 /* Produces n messages into rooms (i % nrooms) from the stub "socket" and
  * waits until every one is acked ok. */
 static void
-produce_all(rt_runtime *rt, rt_id sock, const char *test, int n, int nrooms)
+produce_all(rt_runtime *rt, rt_id sock, const char *test, int first, int n, int nrooms)
 {
-    for (int i = 0; i < n; i++) {
+    for (int i = first; i < first + n; i++) {
         char room[80];
         room_name(room, sizeof(room), test, i % nrooms);
         send_message(rt, sock, room, i, 1000000 + (uint64_t)i);
@@ -203,10 +204,10 @@ test_produce_1000(void **state)
     rt_id sock = stub_spawn(rt, CHATD_SOCKET);
     spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);
     double t0 = now_ms();
-    produce_all(rt, sock, "burst", 1, 1);     /* connect, get a producer id */
+    produce_all(rt, sock, "burst", 0, 1, 1);     /* connect, get a producer id */
     double first = now_ms() - t0;
     t0 = now_ms();
-    produce_all(rt, sock, "burst", 1000, 10);
+    produce_all(rt, sock, "burst", 1, 1000, 10);
     print_message("first ack after %.1f ms; then 1000 messages produced and acked in %.1f ms\n",
                   first, now_ms() - t0);
     rt_test_close(rt);
@@ -265,9 +266,23 @@ test_broker_down_then_up(void **state)
     assert_false(a.ok);
     assert_int_equal(a.code, PROTO_ACK_UNAVAILABLE);
     stub_msg_free(&s);
+    assert_true(rt_metric_value(rt, "chatd_backend_up", "backend=\"kafka\"") == 0);
     print_message("broker down: unavailable after %.0f ms (produce_timeout_ms %d)\n", took,
                   cfg.produce_timeout_ms);
     assert_true(took < cfg.produce_timeout_ms + 300);
+
+    /* Shutdown with a delivery pending: bounded by produce_timeout_ms, and
+     * the pending request gets its unavailable. */
+    send_message(rt, sock, room, 4, 4);
+    rt_test_run_for(rt, 50);
+    took = stop_actor(rt, rt_whereis(rt, CHATD_PRODUCER));
+    print_message("producer shutdown with the broker down took %.0f ms\n", took);
+    assert_true(took < cfg.produce_timeout_ms + 300);
+    assert_true(stub_wait(rt, CHATD_SOCKET, PROTO_T_ACK, &s, 100));
+    assert_int_equal(s.corr, 4);
+    assert_false(decode_ack(&s).ok);
+    stub_msg_free(&s);
+    spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);
 
     assert_int_equal(control("up all"), 0);
     /* Back: a retry goes through within a few reconnect backoffs. */
@@ -285,7 +300,19 @@ test_broker_down_then_up(void **state)
     /* Late reports of the timed-out message must not answer twice. */
     rt_test_run_for(rt, 300);
     assert_int_equal(stub_pending(CHATD_SOCKET), 0);
+
+    /* Ended (not shut down) with messages in flight to a dead broker: the
+     * teardown purges instead of waiting. */
+    assert_int_equal(control("down all"), 0);
+    for (int i = 0; i < 100; i++)
+        send_message(rt, sock, room, 10 + i, 1000 + (uint64_t)i);
+    rt_test_run_for(rt, 100);
+    t0 = now_ms();
     rt_test_close(rt);
+    took = now_ms() - t0;
+    assert_int_equal(control("up all"), 0);
+    print_message("runtime teardown with 100 deliveries pending took %.0f ms\n", took);
+    assert_true(took < 1000);
     stub_reset();
 }
 
@@ -334,6 +361,11 @@ seen_init(seen *sn)
         sn->last[i] = -1;
 }
 
+/* A second set of rooms whose messages store_until records too. */
+static const char *also_test;
+static seen *also_seen;
+static double first_batch_at;   /* when store_until got its first batch */
+
 /* Receives batches as the store, acking each, until want messages of test's
  * rooms were seen or timeout_ms passed. */
 static void
@@ -345,7 +377,11 @@ store_until(rt_runtime *rt, rt_id store, const char *test, seen *sn, int want,
         stub_msg s;
         if (!stub_wait(rt, CHATD_STORE, PROTO_T_MESSAGE_BATCH, &s, 200))
             continue;
+        if (!first_batch_at)
+            first_batch_at = now_ms();
         record_batch(&s, test, sn);
+        if (also_seen)
+            record_batch(&s, also_test, also_seen);
         send_ack(rt, store, s.from, s.corr, true);
         stub_msg_free(&s);
     }
@@ -373,25 +409,42 @@ static void
 test_consume_in_order_and_commit(void **state)
 {
     (void)state;
-    enum { N = 1000, ROOMS = 10 };
+    enum { N = 1000, ROOMS = 10, BACKLOG = 10000 };
     setup_config("c1");
     rt_runtime *rt = rt_test_open(NULL);
     rt_id sock = stub_spawn(rt, CHATD_SOCKET);
     rt_id store = stub_spawn(rt, CHATD_STORE);
     spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);
-    produce_all(rt, sock, "order", N / 2, ROOMS);
+    produce_all(rt, sock, "order", 0, N / 2, ROOMS);
     char room[80];
     room_name(room, sizeof(room), "order", 0);
     produce_garbage(room);
     double poison0 = rt_metric_value(rt, "chatd_kafka_poison_total", NULL);
 
+    /* Then a backlog, to time reading it (acks by a stub store). */
+    for (int k = 0; k < BACKLOG / 1000; k++)
+        produce_all(rt, sock, "backlog", k * 1000, 1000, ROOMS);
+
     double t0 = now_ms();
     rt_id cons = spawn(rt, &chatd_consumer_spec, CHATD_CONSUMER);
-    seen sn;
+    seen sn, bl;
     seen_init(&sn);
+    seen_init(&bl);
+    also_test = "backlog";
+    also_seen = &bl;
+    first_batch_at = 0;
     store_until(rt, store, "order", &sn, N / 2, 20000);
     double first = now_ms() - t0;
     assert_int_equal(sn.count, N / 2);
+    also_seen = NULL;
+    t0 = now_ms();
+    store_until(rt, store, "backlog", &bl, BACKLOG, 20000);
+    assert_int_equal(bl.count, BACKLOG);
+    assert_int_equal(bl.dups, 0);
+    double dt = now_ms() - first_batch_at;
+    print_message("consumer: %d msgs read and acked in %.0f ms from the first batch "
+                  "(%.0f msgs/s, %d batches)\n", N / 2 + BACKLOG, dt,
+                  (N / 2 + BACKLOG) / (dt / 1e3), bl.batches);
     /* The second half arrives while the consumer is running. */
     for (int i = N / 2; i < N; i++) {
         room_name(room, sizeof(room), "order", i % ROOMS);
@@ -447,7 +500,7 @@ test_unacked_batch_resent_and_restart_resumes(void **state)
     rt_id sock = stub_spawn(rt, CHATD_SOCKET);
     rt_id store = stub_spawn(rt, CHATD_STORE);
     spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);
-    produce_all(rt, sock, "resend", N, ROOMS);
+    produce_all(rt, sock, "resend", 0, N, ROOMS);
 
     rt_id cons = spawn(rt, &chatd_consumer_spec, CHATD_CONSUMER);
     /* No ack: the same batch (same corr) comes again after request_timeout_ms. */
@@ -504,6 +557,9 @@ int
 main(void)
 {
     snprintf(run_prefix, sizeof(run_prefix), "t%ld-%d", (long)time(NULL), (int)getpid());
+    rt_log_level level;
+    if (getenv("CHATD_TEST_LOG") && rt_log_parse_level(getenv("CHATD_TEST_LOG"), &level))
+        rt_log_set_level(level);       /* CHATD_TEST_LOG=info shows the actors' lines */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_produce_ack_after_delivery),
         cmocka_unit_test(test_produce_1000),
