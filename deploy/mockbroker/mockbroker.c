@@ -56,7 +56,7 @@
 #define DEFAULT_PARTITIONS 4
 
 struct topic {
-    const char *name; /* points into argv */
+    char name[250]; /* Kafka allows 249 bytes */
     int partitions;
 };
 
@@ -143,7 +143,8 @@ static void usage(FILE *out)
 "                                    Produce or number) with ERR (name like\n"
 "                                    NOT_LEADER_FOR_PARTITION, _TRANSPORT, or number);\n"
 "                                    COUNT 0 clears the pending errors of APIKEY\n"
-"  leader TOPIC PARTITION ID         move the partition leader (-1: leaderless)\n"
+"  leader TOPIC PARTITION ID         move the partition leader (-1: leaderless);\n"
+"                                    the mock creates an unknown TOPIC (4 partitions)\n"
 "  coordinator group|transaction KEY ID   set the coordinator of a group/txn id\n"
 "  status                            brokers, bootstrap, down brokers, rtts, topics\n"
 "  help                              list the commands\n",
@@ -719,18 +720,19 @@ static int parse_args(struct broker *b, int argc, char **argv)
                             optarg);
                     return 2;
                 }
-                *colon = '\0';
                 b->topics[b->ntopics].partitions = (int)v;
             }
-            /* Kafka topic names: [a-zA-Z0-9._-], 1..249 bytes. */
-            size_t n = strlen(optarg);
+            /* Kafka topic names: [a-zA-Z0-9._-], 1..249 bytes. argv stays
+             * untouched so ps shows the command line as given. */
+            size_t n = colon ? (size_t)(colon - optarg) : strlen(optarg);
             if (n == 0 || n > 249 || strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
-                                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n) {
-                fprintf(stderr, "chatd-mockbroker: bad topic name '%s' "
+                                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") < n) {
+                fprintf(stderr, "chatd-mockbroker: bad topic name in '%s' "
                                 "(1..249 of [a-zA-Z0-9._-])\n", optarg);
                 return 2;
             }
-            b->topics[b->ntopics++].name = optarg;
+            memcpy(b->topics[b->ntopics].name, optarg, n);
+            b->topics[b->ntopics++].name[n] = '\0';
             break;
         }
         case O_PARTITIONS:
@@ -775,7 +777,9 @@ static int start(struct broker *b)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
     /* The handle only carries the mock cluster; it never produces. */
-    if (rd_kafka_conf_set(conf, "client.id", "chatd-mockbroker", errstr, sizeof errstr)) {
+    /* log_level 4: keep warnings, drop the notice that no bootstrap.servers is set. */
+    if (rd_kafka_conf_set(conf, "client.id", "chatd-mockbroker", errstr, sizeof errstr) ||
+        rd_kafka_conf_set(conf, "log_level", "4", errstr, sizeof errstr)) {
         logf_("conf: %s", errstr);
         rd_kafka_conf_destroy(conf);
         return -1;
