@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "actors/chatd.h"
 #include "runtime/log.h"
 
@@ -53,6 +55,32 @@ on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
     RT_LOG(l, self ? rt_who(self) : "kafka", "rdkafka %s: %s", fac, buf);
 }
 
+/* librdkafka's statistics, every second: the backend is up while at least
+ * one real broker connection (nodeid >= 0, not the bootstrap entry) is UP.
+ * This gives /readyz its answer before any message moved, and takes it back
+ * when every broker is gone. Returns 0: librdkafka frees the JSON. */
+static int
+on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    rt_actor *self = opaque;
+    json_t *root = json_loadb(json, len, 0, NULL);
+    json_t *brokers = root ? json_object_get(root, "brokers") : NULL;
+    const char *name;
+    json_t *b;
+    bool up = false;
+    json_object_foreach(brokers, name, b) {
+        const char *state = json_string_value(json_object_get(b, "state"));
+        json_int_t node = json_integer_value(json_object_get(b, "nodeid"));
+        if (state && strcmp(state, "UP") == 0 && node >= 0)
+            up = true;
+    }
+    json_decref(root);
+    if (root)
+        rt_metric_set(chatd_kafka_up_gauge(self), up ? 1 : 0);
+    return 0;
+}
+
 rd_kafka_conf_t *
 chatd_kafka_conf_new(rt_actor *self, const chatd_config *cfg, const char *const *defaults,
                      char *err, size_t errlen)
@@ -63,7 +91,8 @@ chatd_kafka_conf_new(rt_actor *self, const chatd_config *cfg, const char *const 
         return NULL;
     }
     if (conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, errlen) < 0 ||
-        conf_set(conf, "log.queue", "true", err, errlen) < 0)
+        conf_set(conf, "log.queue", "true", err, errlen) < 0 ||
+        conf_set(conf, "statistics.interval.ms", "1000", err, errlen) < 0)
         goto err;
     for (size_t i = 0; defaults && defaults[i]; i += 2)
         if (conf_set(conf, defaults[i], defaults[i + 1], err, errlen) < 0)
@@ -83,6 +112,7 @@ chatd_kafka_conf_new(rt_actor *self, const chatd_config *cfg, const char *const 
     }
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_conf_set_opaque(conf, self);
     return conf;
 
