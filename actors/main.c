@@ -56,6 +56,16 @@ main(int argc, char **argv)
         { CHATD_ROLE_PRODUCER, CHATD_PRODUCER, &chatd_producer_spec },
         { CHATD_ROLE_SOCKET, CHATD_SOCKET, &chatd_socket_spec },
     };
+    /* Roles name the work a node takes; the actors that work needs come
+     * with it. A node serving clients answers history and join-since from
+     * PostgreSQL itself (its store actor only reads: no consumer feeds it),
+     * and a node storing messages publishes them to Redis itself (its fanout
+     * actor only publishes: no socket subscribes through it). */
+    if (cfg.roles & CHATD_ROLE_SOCKET)
+        cfg.roles |= CHATD_ROLE_STORE | CHATD_ROLE_FANOUT;
+    if (cfg.roles & CHATD_ROLE_STORE)
+        cfg.roles |= CHATD_ROLE_FANOUT;
+
     chatd_fanout_arg fanout_arg = { .cfg = &cfg };
     rt_child_spec children[5];
     size_t n = 0;
