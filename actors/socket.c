@@ -1177,6 +1177,65 @@ http_metrics(socket_state *s, struct lws *wsi)
     return rc;
 }
 
+static const struct { const char *ext; const char *type; } content_types[] = {
+    { ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
+    { ".mjs", "text/javascript; charset=utf-8" }, { ".css", "text/css; charset=utf-8" },
+    { ".json", "application/json" }, { ".map", "application/json" },
+    { ".svg", "image/svg+xml" }, { ".png", "image/png" }, { ".ico", "image/x-icon" },
+    { ".txt", "text/plain; charset=utf-8" }, { ".webmanifest", "application/manifest+json" },
+};
+
+/* Serves a file of the web root: "/" is index.html. Only plain relative
+ * paths of [A-Za-z0-9._/-] without "..": anything else is 404. Files under
+ * /assets/ carry a content hash in their names and are cached for a year;
+ * everything else is revalidated. Returns 1 when the path is not served,
+ * else what http_reply returned. */
+static int
+http_static(socket_state *s, struct lws *wsi, const char *path)
+{
+    if (!s->cfg->web_root || path[0] != '/')
+        return 1;
+    const char *rel = strcmp(path, "/") == 0 ? "index.html" : path + 1;
+    size_t n = strlen(rel);
+    if (n == 0 || n > 200 || strstr(rel, "..") || rel[0] == '/')
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        char c = rel[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-' || c == '/'))
+            return 1;
+    }
+    const char *type = NULL;
+    const char *dot = strrchr(rel, '.');
+    for (size_t i = 0; dot && i < sizeof(content_types) / sizeof(content_types[0]); i++)
+        if (strcmp(dot, content_types[i].ext) == 0)
+            type = content_types[i].type;
+    if (!type)
+        return 1;
+
+    char file[512];
+    snprintf(file, sizeof(file), "%s/%s", s->cfg->web_root, rel);
+    FILE *f = fopen(file, "rb");
+    if (!f)
+        return 1;
+    char *body = NULL;
+    long len = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && len <= 16 * 1024 * 1024 &&
+        fseek(f, 0, SEEK_SET) == 0 && (body = malloc((size_t)len + 1)) &&
+        fread(body, 1, (size_t)len, f) != (size_t)len)
+        len = -1;
+    fclose(f);
+    if (!body || len < 0) {
+        free(body);
+        return 1;
+    }
+    const char *cache = strncmp(rel, "assets/", 7) == 0 ? "public, max-age=31536000, immutable"
+                                                        : "no-cache";
+    int rc = http_reply(wsi, 200, type, body, (size_t)len, cache);
+    free(body);
+    return rc;
+}
+
 static int
 on_http(socket_state *s, struct lws *wsi, const char *path)
 {
@@ -1201,6 +1260,9 @@ on_http(socket_state *s, struct lws *wsi, const char *path)
     if (strncmp(path, "/socket.io", 10) == 0 && (path[10] == '/' || path[10] == '\0'))
         return http_reply(wsi, 400, "application/json", polling, sizeof(polling) - 1,
                           "no-store");
+    int rc = http_static(s, wsi, path);
+    if (rc != 1)
+        return rc;
     return http_reply(wsi, 404, "application/json", not_found, sizeof(not_found) - 1,
                       "no-store");
 }
