@@ -1108,6 +1108,22 @@ out:
     return rc;
 }
 
+/* Answers {"status": good|bad, "down": [...]}: 200 when down (taken) is
+ * empty, else 503. */
+static int
+http_status(struct lws *wsi, const char *good, const char *bad, json_t *down)
+{
+    bool ok = json_array_size(down) == 0;
+    json_t *body = json_pack("{s:s,s:o}", "status", ok ? good : bad, "down", down);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    int rc = text ? http_reply(wsi, ok ? 200 : 503, "application/json", text, strlen(text),
+                               "no-store")
+                  : -1;
+    free(text);
+    return rc;
+}
+
 /* The backends this node's roles need, with their gauge. */
 static const struct { unsigned roles; const char *backend; } backends[] = {
     { CHATD_ROLE_PRODUCER | CHATD_ROLE_CONSUMER, CHATD_BACKEND_KAFKA },
@@ -1127,16 +1143,7 @@ http_readyz(socket_state *s, struct lws *wsi)
         if (rt_metric_value(rt_of(s->self), "chatd_backend_up", labels) != 1)
             json_array_append_new(down, json_string(backends[i].backend));
     }
-    bool ready = json_array_size(down) == 0;
-    json_t *body = json_pack("{s:s,s:o}", "status", ready ? "ready" : "unavailable",
-                             "down", down);
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    int rc = text ? http_reply(wsi, ready ? 200 : 503, "application/json", text, strlen(text),
-                               "no-store")
-                  : -1;
-    free(text);
-    return rc;
+    return http_status(wsi, "ready", "unavailable", down);
 }
 
 static int
@@ -1152,15 +1159,7 @@ http_healthz(socket_state *s, struct lws *wsi)
     for (size_t i = 0; i < sizeof(actors) / sizeof(actors[0]); i++)
         if ((s->cfg->roles & actors[i].role) && !rt_alive(rt, rt_whereis(rt, actors[i].name)))
             json_array_append_new(down, json_string(actors[i].name));
-    bool ok = json_array_size(down) == 0;
-    json_t *body = json_pack("{s:s,s:o}", "status", ok ? "ok" : "down", "down", down);
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    int rc = text ? http_reply(wsi, ok ? 200 : 503, "application/json", text, strlen(text),
-                               "no-store")
-                  : -1;
-    free(text);
-    return rc;
+    return http_status(wsi, "ok", "down", down);
 }
 
 static int
