@@ -49,7 +49,7 @@ typedef struct frame {
 /* A WebSocket text frame (server to client: FIN, opcode 1, no mask) holding
  * payload. NULL when out of memory. */
 static frame *
-frame_new(const char *payload, size_t len)
+frame_new(const void *payload, size_t len)
 {
     frame *f = malloc(sizeof(*f) + FRAME_HEADER_MAX + len);
     if (!f)
@@ -180,7 +180,7 @@ typedef struct socket_state {
     conn *dirty_head;
     size_t nconns;
 
-    sio_buf out;                    /* scratch for encoding */
+    proto_mp_buf out;                    /* scratch for encoding */
     uint8_t *wbuf;                  /* LWS_PRE + WRITE_CHUNK, for raw writes */
     bool draining;
 
@@ -311,7 +311,7 @@ static void
 send_out(socket_state *s, conn *c)
 {
     frame *f = frame_new(s->out.data, s->out.len);
-    sio_buf_reset(&s->out);
+    proto_mp_buf_reset(&s->out);
     if (!f) {
         conn_close(s, c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
         return;
@@ -326,7 +326,7 @@ ack_ok(socket_state *s, conn *c, bool has_ack, uint64_t ack_id, json_t *fields)
     rt_metric_add(s->m.acks_ok, 1);
     if (has_ack && sio_encode_ack_ok(&s->out, ack_id, fields) == PROTO_OK)
         send_out(s, c);
-    sio_buf_reset(&s->out);
+    proto_mp_buf_reset(&s->out);
     json_decref(fields);
 }
 
@@ -337,7 +337,7 @@ ack_err(socket_state *s, conn *c, bool has_ack, uint64_t ack_id, sio_error err,
     rt_metric_add(s->m.acks_err[err], 1);
     if (has_ack && sio_encode_ack_error(&s->out, ack_id, err, message) == PROTO_OK)
         send_out(s, c);
-    sio_buf_reset(&s->out);
+    proto_mp_buf_reset(&s->out);
 }
 
 /* Queues the frame in s->out to every member of room r but skip. Returns how
@@ -346,7 +346,7 @@ static size_t
 broadcast_out(socket_state *s, room *r, conn *skip)
 {
     frame *f = frame_new(s->out.data, s->out.len);
-    sio_buf_reset(&s->out);
+    proto_mp_buf_reset(&s->out);
     if (!f)
         return 0;
     size_t n = 0;
@@ -777,7 +777,7 @@ on_live_message(socket_state *s, const proto_env *msg)
                            m.text, m.text_len, (int64_t)m.ts };
         if (sio_encode_message(&s->out, &sm) == PROTO_OK)
             rt_metric_add(s->m.delivered, (double)broadcast_out(s, r, NULL));
-        sio_buf_reset(&s->out);
+        proto_mp_buf_reset(&s->out);
     }
     proto_msg_free(&m);
 }
@@ -793,7 +793,7 @@ on_live_typing(socket_state *s, const proto_env *msg)
         conn *skip = t.node == s->cfg->node_key ? rt_map_get_u64(&s->conns, t.conn) : NULL;
         if (sio_encode_typing(&s->out, t.room, t.room_len, t.user, t.user_len) == PROTO_OK)
             rt_metric_add(s->m.typing_delivered, (double)broadcast_out(s, r, skip));
-        sio_buf_reset(&s->out);
+        proto_mp_buf_reset(&s->out);
     }
 }
 
@@ -1075,7 +1075,7 @@ on_frame(socket_state *s, conn *c, const char *data, size_t len)
     case SIO_PKT_IGNORE:
         break;
     }
-    sio_buf_reset(&s->out);
+    proto_mp_buf_reset(&s->out);
     sio_packet_free(&p);
 }
 
@@ -1481,7 +1481,7 @@ socket_init(rt_actor *self, const void *arg)
     socket_state *s = rt_state(self);
     s->cfg = arg;
     s->self = self;
-    sio_buf_growing(&s->out);
+    proto_mp_buf_growing(&s->out);
     if (!(s->wbuf = malloc(LWS_PRE + WRITE_CHUNK)))
         return RT_ERR;
 
@@ -1631,7 +1631,7 @@ socket_terminate(rt_actor *self, rt_exit_kind kind)
     rt_map_free(&s->conns);
     rt_map_free(&s->rooms);
     rt_map_free(&s->reqs);
-    sio_buf_free(&s->out);
+    proto_mp_buf_free(&s->out);
     free(s->wbuf);
     rt_metric_set(s->m.connections, 0);
 }
