@@ -30,7 +30,7 @@ check_message_roundtrip(proto_mp_buf *b, const sio_request *req)
     sio_packet p;
     const char *msg;
     sio_request back;
-    if (sio_parse(b->data, b->len, &p) != SIO_PKT_EVENT || p.err != SIO_OK)
+    if (sio_parse((const char *)b->data, b->len, &p) != SIO_PKT_EVENT || p.err != SIO_OK)
         abort();
     if (sio_request_parse(&p, "alice", 5, &back, &msg) != SIO_OK ||
         back.event != SIO_EV_MESSAGE || back.room_len != req->room_len ||
