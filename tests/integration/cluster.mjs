@@ -34,6 +34,14 @@ const WRAPPER = path.join(ROOT, 'tests', 'integration', 'services-wrapper.sh');
 const SLOW = BUILD === 'asan' ? 2 : 1; // time multiplier for sanitizer builds
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// within(promise, ms): the promise's value, or null after ms (the timer is
+// cleared either way, so it never holds the process open).
+export function within(promise, ms) {
+    let t;
+    const timer = new Promise((r) => { t = setTimeout(() => r(null), ms); });
+    return Promise.race([promise, timer]).finally(() => clearTimeout(t));
+}
 export const slow = (ms) => ms * SLOW;
 
 // Every chatd process and socket this file started, for cleanup on any exit.
@@ -238,8 +246,7 @@ export class Node {
     async stop(timeoutMs = slow(30000)) {
         if (this.exitInfo) return this.exitInfo;
         this.proc.kill('SIGTERM');
-        const t = sleep(timeoutMs).then(() => null);
-        const r = await Promise.race([this.exit, t]);
+        const r = await within(this.exit, timeoutMs);
         if (r) return r;
         this.proc.kill('SIGKILL');
         await this.exit;
@@ -421,7 +428,9 @@ export class Cluster {
             if (nd._portPromise) await nd._portPromise.catch(() => {});
             if (!nd.proc) return null;
             const wasRunning = nd.running;
+            const t0 = Date.now();
             const r = await nd.stop();
+            if (process.env.CHATD_IT_VERBOSE) process.stderr.write(`${nd.id} stopped in ${Date.now() - t0} ms: ${JSON.stringify(r)}\n`);
             return { nd, r, wasRunning };
         }));
         for (const x of results) {
@@ -431,7 +440,9 @@ export class Cluster {
             }
         }
         try {
+            const t0 = Date.now();
             await this.services.stop();
+            if (process.env.CHATD_IT_VERBOSE) process.stderr.write(`services stopped in ${Date.now() - t0} ms\n`);
         } catch (e) {
             problems.push(e.message);
         }
