@@ -47,11 +47,19 @@ export const slow = (ms) => ms * SLOW;
 // Every chatd process and socket this file started, for cleanup on any exit.
 const liveProcs = new Set();
 const liveSockets = new Set();
+const liveDirs = new Set();
 let anyFailure = false;
 
+// On any exit (also a signal): no chatd left running, no temp dir left behind.
+// The services wrapper stops its services itself when our end of its stdin closes.
 function killAllSync() {
     for (const p of liveProcs) {
         try { p.kill('SIGKILL'); } catch { /* gone */ }
+    }
+    if (!process.env.CHATD_IT_KEEP) {
+        for (const d of liveDirs) {
+            try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ }
+        }
     }
 }
 process.on('exit', killAllSync);
@@ -309,6 +317,7 @@ export class Cluster {
     constructor(opts) {
         this.opts = opts;
         this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-it.'));
+        liveDirs.add(this.dir);
         this.topic = opts.topic || 'chatd-it';
         this.partitions = opts.partitions || 4;
         this.nodes = [];
@@ -452,6 +461,7 @@ export class Cluster {
         } else {
             fs.rmSync(this.dir, { recursive: true, force: true });
         }
+        liveDirs.delete(this.dir);
         if (problems.length) throw new Error(problems.join('\n'));
     }
 }
