@@ -144,8 +144,10 @@ async function sync(r) {
     r.syncing = true;
     try {
         let delay = 500;
+        let rounds = 0;
         do {
             r.resync = false;
+            if (++rounds > 20) break; // a gap the server cannot fill: stop asking
             for (;;) {
                 if (!socket || !socket.connected || !rooms.has(r.name)) return;
                 const payload = r.everJoined ? { room: r.name, since: r.contig } : { room: r.name };
@@ -367,6 +369,7 @@ function renderAll() {
 function renderHeader() {
     $('room-title').textContent = active ? roomLabel(active.name) : 'No room';
     $('composer-input').disabled = !active;
+    $('composer-input').placeholder = active ? `Message ${roomLabel(active.name)}` : 'Join a room first';
     $('composer-send').disabled = !active;
     $('room-error').textContent = active && active.error ? active.error : '';
     $('empty').hidden = !!active;
@@ -411,8 +414,12 @@ function renderPeople() {
         } else if (active.isDm) {
             li.append(el('span', 'person-name', u));
         } else {
-            const b = el('button', 'person-open', u);
+            const b = el('button', 'person-open');
             b.type = 'button';
+            b.append(el('span', 'person-name', u));
+            const hint = el('span', 'person-hint', 'message');
+            hint.setAttribute('aria-hidden', 'true');
+            b.append(hint);
             b.dataset.user = u;
             b.setAttribute('aria-label', `Message ${u} directly`);
             li.append(b);

@@ -217,6 +217,7 @@ test('scrolling up loads 300 messages of history, in order', async () => {
     assert.equal(h.length, 300);
     assert.deepEqual(h.map((m) => m[0]), texts.map((_, i) => i + 1));
     assert.deepEqual(h.map((m) => m[2]), texts);
+    await log.evaluate((e) => { e.scrollTop = 0; });
     await shot(bob, '07-history-beginning');
     await bob.locator('#rooms [data-room="e2e"]').click();
     await bob.locator('#room-title').filter({ hasText: '#e2e' }).waitFor();
