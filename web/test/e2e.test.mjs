@@ -22,7 +22,8 @@ const outside = []; // requests that went anywhere but the cluster's nodes
 before(async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     assert.ok(fs.existsSync(path.join(ROOT, 'build', 'web', 'index.html')), 'build/web/index.html: run web/test/run.sh (it builds the page)');
-    cluster = new Cluster({ nodes: 2 });
+    // short backend deadlines, so the `unavailable` test does not wait long
+    cluster = new Cluster({ nodes: 2, args: ['--produce-timeout-ms', '2000', '--request-timeout-ms', '2000'] });
     await cluster.start();
     // Playwright gives every launch a fresh temporary profile (--user-data-dir).
     browser = await chromium.launch({
@@ -301,4 +302,35 @@ test('keyboard only on a phone-sized screen, and a direct message', async () => 
     await alice.locator('#messages li[data-seq] .text').filter({ hasText: 'psst, alice' }).waitFor();
     await shot(dave, '12-phone-dm');
     assert.deepEqual(outside, [], 'nothing loaded from outside the cluster');
+});
+
+test('the broker is down: the message fails in words, and a retry (same id) sends it once', async () => {
+    await alice.locator('#rooms [data-room="e2e"]').click();
+    await alice.locator('#room-title').filter({ hasText: '#e2e' }).waitFor();
+    await cluster.brokerCtl('down all');
+    let up = false;
+    try {
+        await send(alice, 'sent while the broker is down');
+        const failed = alice.locator('#messages li.failed');
+        await failed.waitFor({ timeout: 20000 });
+        const words = await failed.locator('.state-text').textContent();
+        assert.match(words, /server is unavailable/);
+        const id = await failed.getAttribute('data-id');
+        await shot(alice, '13-alice-unavailable');
+        await cluster.brokerCtl('up all');
+        up = true;
+        await until('readyz again', async () => (await fetch(`${cluster.url(0)}/readyz`)).status === 200, 30000, 200);
+        await failed.getByRole('button', { name: 'Retry sending this message' }).click();
+        const row = alice.locator(`#messages li[data-seq][data-id="${id}"]`);
+        await row.waitFor({ timeout: 20000 });
+        await bob.locator('#messages li[data-seq] .text').filter({ hasText: 'sent while the broker is down' }).waitFor({ timeout: 20000 });
+        await sleep(1000);
+        for (const p of [alice, bob]) {
+            const all = await shown(p);
+            assert.equal(all.filter((m) => m[2] === 'sent while the broker is down').length, 1);
+        }
+        assert.equal(await alice.locator('#messages li:not([data-seq])').count(), 0);
+    } finally {
+        if (!up) await cluster.brokerCtl('up all').catch(() => {});
+    }
 });

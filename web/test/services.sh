@@ -14,7 +14,7 @@ services_cleanup_on_exit
 services_start_postgres >&2
 services_start_redis >&2
 services_start_broker --topic "${1:-chatd-web}" --partitions "${2:-4}" >&2
-printf 'ready {"CHATD_PG_DSN":"%s","CHATD_REDIS_URL":"%s","CHATD_KAFKA_BROKERS":"%s"}\n' \
-    "$CHATD_PG_DSN" "$CHATD_REDIS_URL" "$CHATD_KAFKA_BROKERS"
+printf 'ready {"CHATD_PG_DSN":"%s","CHATD_REDIS_URL":"%s","CHATD_KAFKA_BROKERS":"%s","CHATD_KAFKA_CONTROL":"%s"}\n' \
+    "$CHATD_PG_DSN" "$CHATD_REDIS_URL" "$CHATD_KAFKA_BROKERS" "$CHATD_KAFKA_CONTROL"
 # Until the test closes our stdin (also when it dies).
 cat >/dev/null || true
