@@ -114,6 +114,9 @@ function onDisconnect(reason) {
     for (const r of rooms.values()) r.joined = false;
     if (reason === 'io client disconnect') return;
     setStatus('Connection lost; reconnecting…');
+    // Socket.IO does not reconnect by itself after the server said goodbye (a node
+    // draining on restart); this page does, after a moment.
+    if (reason === 'io server disconnect') setTimeout(() => { if (socket && !socket.connected) socket.connect(); }, 1000);
 }
 
 function onConnectError(err) {
