@@ -38,6 +38,7 @@
 #include "proto/envelope.h"
 #include "proto/record.h"
 #include "runtime/log.h"
+#include "runtime/map.h"
 #include "runtime/metrics.h"
 
 #define ROOM_PREFIX "chatd:room:"
@@ -64,6 +65,7 @@ typedef struct fo_room {
     bool inflight;          /* a SUBSCRIBE or UNSUBSCRIBE awaits its reply */
     fo_waiter *waiters;     /* SUBSCRIBE requests to ack once live */
     size_t nwaiters, capwaiters;
+    size_t index;           /* its place in fanout_state.rooms */
 } fo_room;
 
 typedef struct fo_entry {
@@ -103,6 +105,7 @@ typedef struct fanout_state {
 
     fo_room **rooms;
     size_t nrooms, caprooms;
+    rt_map room_index;      /* name -> fo_room */
     fo_entry *presence;
     size_t npresence, cappresence;
     fo_pending *pending;
@@ -483,15 +486,10 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata);
 static fo_room *
 room_find(fanout_state *st, const char *name, size_t len, size_t *index)
 {
-    for (size_t i = 0; i < st->nrooms; i++) {
-        fo_room *r = st->rooms[i];
-        if (r->len == len && memcmp(r->name, name, len) == 0) {
-            if (index)
-                *index = i;
-            return r;
-        }
-    }
-    return NULL;
+    fo_room *r = rt_map_get(&st->room_index, name, len);
+    if (r && index)
+        *index = r->index;
+    return r;
 }
 
 static fo_room *
@@ -510,8 +508,23 @@ room_add(fanout_state *st, const char *name, size_t len)
         return NULL;
     memcpy(r->name, name, len);
     r->len = len;
+    if (!rt_map_put(&st->room_index, r->name, len, r)) {
+        free(r);
+        return NULL;
+    }
+    r->index = st->nrooms;
     st->rooms[st->nrooms++] = r;
     return r;
+}
+
+/* Forgets rooms[i], moving the last room into its place. */
+static void
+room_remove_at(fanout_state *st, size_t i)
+{
+    fo_room *r = st->rooms[i];
+    rt_map_del(&st->room_index, r->name, r->len);
+    st->rooms[i] = st->rooms[--st->nrooms];
+    st->rooms[i]->index = i;
 }
 
 static void
@@ -549,7 +562,7 @@ room_sync(fanout_state *st, fo_room *r)
     if (!r->want && !r->live && r->nwaiters == 0) {
         size_t i;
         if (room_find(st, r->name, r->len, &i)) {
-            st->rooms[i] = st->rooms[--st->nrooms];
+            room_remove_at(st, i);
             room_free(r);
         }
     }
@@ -1033,6 +1046,7 @@ fanout_terminate(rt_actor *self, rt_exit_kind kind)
     for (size_t i = 0; i < st->nrooms; i++)
         room_free(st->rooms[i]);
     free(st->rooms);
+    rt_map_free(&st->room_index);
     free(st->presence);
     for (size_t i = 0; i < st->npending; i++)
         free(st->pending[i].payload);

@@ -49,7 +49,7 @@ typedef struct frame {
 /* A WebSocket text frame (server to client: FIN, opcode 1, no mask) holding
  * payload. NULL when out of memory. */
 static frame *
-frame_new(const char *payload, size_t len)
+frame_new(const void *payload, size_t len)
 {
     frame *f = malloc(sizeof(*f) + FRAME_HEADER_MAX + len);
     if (!f)
@@ -180,7 +180,7 @@ typedef struct socket_state {
     conn *dirty_head;
     size_t nconns;
 
-    sio_buf out;                    /* scratch for encoding */
+    proto_mp_buf out;                    /* scratch for encoding */
     uint8_t *wbuf;                  /* LWS_PRE + WRITE_CHUNK, for raw writes */
     bool draining;
 
@@ -311,7 +311,7 @@ static void
 send_out(socket_state *s, conn *c)
 {
     frame *f = frame_new(s->out.data, s->out.len);
-    sio_buf_reset(&s->out);
+    proto_mp_buf_reset(&s->out);
     if (!f) {
         conn_close(s, c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
         return;
@@ -326,7 +326,7 @@ ack_ok(socket_state *s, conn *c, bool has_ack, uint64_t ack_id, json_t *fields)
     rt_metric_add(s->m.acks_ok, 1);
     if (has_ack && sio_encode_ack_ok(&s->out, ack_id, fields) == PROTO_OK)
         send_out(s, c);
-    sio_buf_reset(&s->out);
+    proto_mp_buf_reset(&s->out);
     json_decref(fields);
 }
 
@@ -337,7 +337,7 @@ ack_err(socket_state *s, conn *c, bool has_ack, uint64_t ack_id, sio_error err,
     rt_metric_add(s->m.acks_err[err], 1);
     if (has_ack && sio_encode_ack_error(&s->out, ack_id, err, message) == PROTO_OK)
         send_out(s, c);
-    sio_buf_reset(&s->out);
+    proto_mp_buf_reset(&s->out);
 }
 
 /* Queues the frame in s->out to every member of room r but skip. Returns how
@@ -346,7 +346,7 @@ static size_t
 broadcast_out(socket_state *s, room *r, conn *skip)
 {
     frame *f = frame_new(s->out.data, s->out.len);
-    sio_buf_reset(&s->out);
+    proto_mp_buf_reset(&s->out);
     if (!f)
         return 0;
     size_t n = 0;
@@ -777,7 +777,7 @@ on_live_message(socket_state *s, const proto_env *msg)
                            m.text, m.text_len, (int64_t)m.ts };
         if (sio_encode_message(&s->out, &sm) == PROTO_OK)
             rt_metric_add(s->m.delivered, (double)broadcast_out(s, r, NULL));
-        sio_buf_reset(&s->out);
+        proto_mp_buf_reset(&s->out);
     }
     proto_msg_free(&m);
 }
@@ -793,7 +793,7 @@ on_live_typing(socket_state *s, const proto_env *msg)
         conn *skip = t.node == s->cfg->node_key ? rt_map_get_u64(&s->conns, t.conn) : NULL;
         if (sio_encode_typing(&s->out, t.room, t.room_len, t.user, t.user_len) == PROTO_OK)
             rt_metric_add(s->m.typing_delivered, (double)broadcast_out(s, r, skip));
-        sio_buf_reset(&s->out);
+        proto_mp_buf_reset(&s->out);
     }
 }
 
@@ -1075,7 +1075,7 @@ on_frame(socket_state *s, conn *c, const char *data, size_t len)
     case SIO_PKT_IGNORE:
         break;
     }
-    sio_buf_reset(&s->out);
+    proto_mp_buf_reset(&s->out);
     sio_packet_free(&p);
 }
 
@@ -1108,6 +1108,22 @@ out:
     return rc;
 }
 
+/* Answers {"status": good|bad, "down": [...]}: 200 when down (taken) is
+ * empty, else 503. */
+static int
+http_status(struct lws *wsi, const char *good, const char *bad, json_t *down)
+{
+    bool ok = json_array_size(down) == 0;
+    json_t *body = json_pack("{s:s,s:o}", "status", ok ? good : bad, "down", down);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    int rc = text ? http_reply(wsi, ok ? 200 : 503, "application/json", text, strlen(text),
+                               "no-store")
+                  : -1;
+    free(text);
+    return rc;
+}
+
 /* The backends this node's roles need, with their gauge. */
 static const struct { unsigned roles; const char *backend; } backends[] = {
     { CHATD_ROLE_PRODUCER | CHATD_ROLE_CONSUMER, CHATD_BACKEND_KAFKA },
@@ -1127,16 +1143,7 @@ http_readyz(socket_state *s, struct lws *wsi)
         if (rt_metric_value(rt_of(s->self), "chatd_backend_up", labels) != 1)
             json_array_append_new(down, json_string(backends[i].backend));
     }
-    bool ready = json_array_size(down) == 0;
-    json_t *body = json_pack("{s:s,s:o}", "status", ready ? "ready" : "unavailable",
-                             "down", down);
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    int rc = text ? http_reply(wsi, ready ? 200 : 503, "application/json", text, strlen(text),
-                               "no-store")
-                  : -1;
-    free(text);
-    return rc;
+    return http_status(wsi, "ready", "unavailable", down);
 }
 
 static int
@@ -1152,15 +1159,7 @@ http_healthz(socket_state *s, struct lws *wsi)
     for (size_t i = 0; i < sizeof(actors) / sizeof(actors[0]); i++)
         if ((s->cfg->roles & actors[i].role) && !rt_alive(rt, rt_whereis(rt, actors[i].name)))
             json_array_append_new(down, json_string(actors[i].name));
-    bool ok = json_array_size(down) == 0;
-    json_t *body = json_pack("{s:s,s:o}", "status", ok ? "ok" : "down", "down", down);
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    int rc = text ? http_reply(wsi, ok ? 200 : 503, "application/json", text, strlen(text),
-                               "no-store")
-                  : -1;
-    free(text);
-    return rc;
+    return http_status(wsi, "ok", "down", down);
 }
 
 static int
@@ -1174,6 +1173,65 @@ http_metrics(socket_state *s, struct lws *wsi)
     int rc = http_reply(wsi, 200, "text/plain; version=0.0.4; charset=utf-8", text, len,
                         "no-store");
     free(text);
+    return rc;
+}
+
+static const struct { const char *ext; const char *type; } content_types[] = {
+    { ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
+    { ".mjs", "text/javascript; charset=utf-8" }, { ".css", "text/css; charset=utf-8" },
+    { ".json", "application/json" }, { ".map", "application/json" },
+    { ".svg", "image/svg+xml" }, { ".png", "image/png" }, { ".ico", "image/x-icon" },
+    { ".txt", "text/plain; charset=utf-8" }, { ".webmanifest", "application/manifest+json" },
+};
+
+/* Serves a file of the web root: "/" is index.html. Only plain relative
+ * paths of [A-Za-z0-9._/-] without "..": anything else is 404. Files under
+ * /assets/ carry a content hash in their names and are cached for a year;
+ * everything else is revalidated. Returns 1 when the path is not served,
+ * else what http_reply returned. */
+static int
+http_static(socket_state *s, struct lws *wsi, const char *path)
+{
+    if (!s->cfg->web_root || path[0] != '/')
+        return 1;
+    const char *rel = strcmp(path, "/") == 0 ? "index.html" : path + 1;
+    size_t n = strlen(rel);
+    if (n == 0 || n > 200 || strstr(rel, "..") || rel[0] == '/')
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        char c = rel[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-' || c == '/'))
+            return 1;
+    }
+    const char *type = NULL;
+    const char *dot = strrchr(rel, '.');
+    for (size_t i = 0; dot && i < sizeof(content_types) / sizeof(content_types[0]); i++)
+        if (strcmp(dot, content_types[i].ext) == 0)
+            type = content_types[i].type;
+    if (!type)
+        return 1;
+
+    char file[512];
+    snprintf(file, sizeof(file), "%s/%s", s->cfg->web_root, rel);
+    FILE *f = fopen(file, "rb");
+    if (!f)
+        return 1;
+    char *body = NULL;
+    long len = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && len <= 16 * 1024 * 1024 &&
+        fseek(f, 0, SEEK_SET) == 0 && (body = malloc((size_t)len + 1)) &&
+        fread(body, 1, (size_t)len, f) != (size_t)len)
+        len = -1;
+    fclose(f);
+    if (!body || len < 0) {
+        free(body);
+        return 1;
+    }
+    const char *cache = strncmp(rel, "assets/", 7) == 0 ? "public, max-age=31536000, immutable"
+                                                        : "no-cache";
+    int rc = http_reply(wsi, 200, type, body, (size_t)len, cache);
+    free(body);
     return rc;
 }
 
@@ -1201,6 +1259,9 @@ on_http(socket_state *s, struct lws *wsi, const char *path)
     if (strncmp(path, "/socket.io", 10) == 0 && (path[10] == '/' || path[10] == '\0'))
         return http_reply(wsi, 400, "application/json", polling, sizeof(polling) - 1,
                           "no-store");
+    int rc = http_static(s, wsi, path);
+    if (rc != 1)
+        return rc;
     return http_reply(wsi, 404, "application/json", not_found, sizeof(not_found) - 1,
                       "no-store");
 }
@@ -1420,7 +1481,7 @@ socket_init(rt_actor *self, const void *arg)
     socket_state *s = rt_state(self);
     s->cfg = arg;
     s->self = self;
-    sio_buf_growing(&s->out);
+    proto_mp_buf_growing(&s->out);
     if (!(s->wbuf = malloc(LWS_PRE + WRITE_CHUNK)))
         return RT_ERR;
 
@@ -1570,7 +1631,7 @@ socket_terminate(rt_actor *self, rt_exit_kind kind)
     rt_map_free(&s->conns);
     rt_map_free(&s->rooms);
     rt_map_free(&s->reqs);
-    sio_buf_free(&s->out);
+    proto_mp_buf_free(&s->out);
     free(s->wbuf);
     rt_metric_set(s->m.connections, 0);
 }

@@ -1,10 +1,11 @@
 #include "proto/mp.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 void
-proto_mp_buf_fixed(proto_mp_buf *b, uint8_t *mem, size_t cap)
+proto_mp_buf_fixed(proto_mp_buf *b, void *mem, size_t cap)
 {
     *b = (proto_mp_buf){ .data = mem, .cap = cap };
 }
@@ -18,10 +19,19 @@ proto_mp_buf_growing(proto_mp_buf *b)
 void
 proto_mp_buf_free(proto_mp_buf *b)
 {
-    if (b->growing)
+    if (b->growing) {
         free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
+        proto_mp_buf_growing(b);
+    } else {
+        proto_mp_buf_reset(b);
+    }
+}
+
+void
+proto_mp_buf_reset(proto_mp_buf *b)
+{
+    b->len = 0;
+    b->failed = false;
 }
 
 proto_err
@@ -38,18 +48,17 @@ proto_mp_buf_release(proto_mp_buf *b, uint8_t **out, size_t *len)
     return PROTO_OK;
 }
 
-static int
-buf_write(void *data, const char *src, size_t n)
+proto_err
+proto_mp_buf_append(proto_mp_buf *b, const void *src, size_t n)
 {
-    proto_mp_buf *b = data;
     if (b->failed)
-        return -1;
+        return b->growing ? PROTO_E_NOMEM : PROTO_E_NOSPACE;
     if (n == 0)
-        return 0;       /* src may be NULL then */
+        return PROTO_OK;    /* src may be NULL then */
     if (n > b->cap - b->len) {
-        if (!b->growing) {
+        if (!b->growing || n > SIZE_MAX / 2 - b->len) {
             b->failed = true;
-            return -1;
+            return b->growing ? PROTO_E_NOMEM : PROTO_E_NOSPACE;
         }
         size_t want = b->cap ? b->cap * 2 : 256;
         while (want - b->len < n)
@@ -57,14 +66,20 @@ buf_write(void *data, const char *src, size_t n)
         uint8_t *p = realloc(b->data, want);
         if (!p) {
             b->failed = true;
-            return -1;
+            return PROTO_E_NOMEM;
         }
         b->data = p;
         b->cap = want;
     }
     memcpy(b->data + b->len, src, n);
     b->len += n;
-    return 0;
+    return PROTO_OK;
+}
+
+static int
+buf_write(void *data, const char *src, size_t n)
+{
+    return proto_mp_buf_append(data, src, n) == PROTO_OK ? 0 : -1;
 }
 
 void

@@ -31,9 +31,17 @@ typedef struct proto_mp_buf {
     bool failed;
 } proto_mp_buf;
 
-void proto_mp_buf_fixed(proto_mp_buf *b, uint8_t *mem, size_t cap);
+void proto_mp_buf_fixed(proto_mp_buf *b, void *mem, size_t cap);
 void proto_mp_buf_growing(proto_mp_buf *b);
+/* Frees a growing buffer's memory (it is then empty and growing); a fixed
+ * buffer keeps its memory and is only emptied. */
 void proto_mp_buf_free(proto_mp_buf *b);
+/* Forgets the contents and an earlier failure; keeps the memory. */
+void proto_mp_buf_reset(proto_mp_buf *b);
+/* Appends n bytes (src may be NULL when n is 0). Returns PROTO_OK, or
+ * PROTO_E_NOSPACE (fixed and full) / PROTO_E_NOMEM, which also set failed;
+ * once failed, every append fails until a reset. */
+proto_err proto_mp_buf_append(proto_mp_buf *b, const void *src, size_t n);
 
 /* For a growing buffer only: points *out at its bytes and *len at their
  * length and gives their ownership to the caller (free() them); the buffer is

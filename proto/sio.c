@@ -400,51 +400,16 @@ sio_request_parse(const sio_packet *pkt, const char *user, size_t user_len,
 /* Output                                                                   */
 /* ------------------------------------------------------------------------ */
 
-void
-sio_buf_fixed(sio_buf *b, char *mem, size_t cap)
-{
-    b->data = mem;
-    b->len = 0;
-    b->cap = cap;
-    b->growing = false;
-}
-
-void
-sio_buf_growing(sio_buf *b)
-{
-    b->data = NULL;
-    b->len = 0;
-    b->cap = 0;
-    b->growing = true;
-}
-
-void
-sio_buf_reset(sio_buf *b)
-{
-    b->len = 0;
-}
-
-void
-sio_buf_free(sio_buf *b)
-{
-    if (b->growing) {
-        free(b->data);
-        sio_buf_growing(b);
-    } else {
-        b->len = 0;
-    }
-}
-
 /* A writer appends one packet; the first failure sticks and sio_w_end()
  * then rolls the buffer back to where the packet started. */
 typedef struct sio_w {
-    sio_buf *b;
+    proto_mp_buf *b;
     size_t start;
     proto_err err;
 } sio_w;
 
 static void
-w_begin(sio_w *w, sio_buf *b)
+w_begin(sio_w *w, proto_mp_buf *b)
 {
     w->b = b;
     w->start = b->len;
@@ -454,8 +419,10 @@ w_begin(sio_w *w, sio_buf *b)
 static proto_err
 w_end(sio_w *w)
 {
-    if (w->err != PROTO_OK)
+    if (w->err != PROTO_OK) {
         w->b->len = w->start;
+        w->b->failed = false;
+    }
     return w->err;
 }
 
@@ -469,32 +436,8 @@ w_fail(sio_w *w, proto_err err)
 static void
 w_bytes(sio_w *w, const char *s, size_t n)
 {
-    sio_buf *b = w->b;
-    if (w->err != PROTO_OK)
-        return;
-    if (n > b->cap - b->len) {
-        if (!b->growing) {
-            w_fail(w, PROTO_E_NOSPACE);
-            return;
-        }
-        if (n > SIZE_MAX / 2 - b->len) {
-            w_fail(w, PROTO_E_NOMEM);
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->len < n)
-            cap *= 2;
-        char *data = realloc(b->data, cap);
-        if (data == NULL) {
-            w_fail(w, PROTO_E_NOMEM);
-            return;
-        }
-        b->data = data;
-        b->cap = cap;
-    }
-    if (n > 0)
-        memcpy(b->data + b->len, s, n);
-    b->len += n;
+    if (w->err == PROTO_OK)
+        w_fail(w, proto_mp_buf_append(w->b, s, n));
 }
 
 static void
@@ -564,7 +507,7 @@ w_dump_cb(const char *buffer, size_t size, void *data)
 }
 
 proto_err
-sio_encode_open(sio_buf *b, const char *sid, size_t sid_len, unsigned ping_interval_ms,
+sio_encode_open(proto_mp_buf *b, const char *sid, size_t sid_len, unsigned ping_interval_ms,
                 unsigned ping_timeout_ms, unsigned long max_payload)
 {
     sio_w w;
@@ -582,7 +525,7 @@ sio_encode_open(sio_buf *b, const char *sid, size_t sid_len, unsigned ping_inter
 }
 
 proto_err
-sio_encode_ping(sio_buf *b)
+sio_encode_ping(proto_mp_buf *b)
 {
     sio_w w;
     w_begin(&w, b);
@@ -591,7 +534,7 @@ sio_encode_ping(sio_buf *b)
 }
 
 proto_err
-sio_encode_pong(sio_buf *b, const char *data, size_t len)
+sio_encode_pong(proto_mp_buf *b, const char *data, size_t len)
 {
     sio_w w;
     w_begin(&w, b);
@@ -603,7 +546,7 @@ sio_encode_pong(sio_buf *b, const char *data, size_t len)
 }
 
 proto_err
-sio_encode_connect(sio_buf *b, const char *sid, size_t sid_len)
+sio_encode_connect(proto_mp_buf *b, const char *sid, size_t sid_len)
 {
     sio_w w;
     w_begin(&w, b);
@@ -614,7 +557,7 @@ sio_encode_connect(sio_buf *b, const char *sid, size_t sid_len)
 }
 
 proto_err
-sio_encode_connect_error(sio_buf *b, const char *nsp, size_t nsp_len, const char *message)
+sio_encode_connect_error(proto_mp_buf *b, const char *nsp, size_t nsp_len, const char *message)
 {
     sio_w w;
     w_begin(&w, b);
@@ -634,7 +577,7 @@ sio_encode_connect_error(sio_buf *b, const char *nsp, size_t nsp_len, const char
 }
 
 proto_err
-sio_encode_ack_ok(sio_buf *b, uint64_t ack_id, const json_t *fields)
+sio_encode_ack_ok(proto_mp_buf *b, uint64_t ack_id, const json_t *fields)
 {
     sio_w w;
     w_begin(&w, b);
@@ -666,7 +609,7 @@ sio_encode_ack_ok(sio_buf *b, uint64_t ack_id, const json_t *fields)
 }
 
 proto_err
-sio_encode_ack_error(sio_buf *b, uint64_t ack_id, sio_error err, const char *message)
+sio_encode_ack_error(proto_mp_buf *b, uint64_t ack_id, sio_error err, const char *message)
 {
     sio_w w;
     w_begin(&w, b);
@@ -683,7 +626,7 @@ sio_encode_ack_error(sio_buf *b, uint64_t ack_id, sio_error err, const char *mes
 }
 
 proto_err
-sio_encode_message(sio_buf *b, const sio_message *m)
+sio_encode_message(proto_mp_buf *b, const sio_message *m)
 {
     sio_w w;
     w_begin(&w, b);
@@ -704,7 +647,7 @@ sio_encode_message(sio_buf *b, const sio_message *m)
 }
 
 proto_err
-sio_encode_typing(sio_buf *b, const char *room, size_t room_len, const char *user,
+sio_encode_typing(proto_mp_buf *b, const char *room, size_t room_len, const char *user,
                   size_t user_len)
 {
     sio_w w;

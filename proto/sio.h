@@ -14,7 +14,7 @@
  *   sio_packet_free()    always, whatever sio_parse() returned
  *
  * Outgoing: sio_encode_*() append one packet (the WebSocket payload, without
- * frame header) to a sio_buf.
+ * frame header) to a proto_mp_buf.
  *
  * Decisions where PROTOCOL.md is silent:
  *
@@ -67,6 +67,7 @@
 
 #include <jansson.h>
 
+#include "proto/mp.h"
 #include "proto/names.h"
 #include "proto/proto.h"
 
@@ -215,26 +216,12 @@ sio_error sio_request_parse(const sio_packet *pkt, const char *user, size_t user
                             sio_request *req, const char **message);
 
 /*
- * Output buffer: fixed (the caller's memory) or growing (malloc'd, owned by
- * the buffer until sio_buf_free). Encoders append one whole packet or, when it
- * does not fit (fixed) or memory runs out (growing), append nothing and return
- * PROTO_E_NOSPACE or PROTO_E_NOMEM; earlier contents stay intact either way.
- * The bytes are not NUL-terminated.
+ * Output goes to a proto_mp_buf (proto/mp.h): fixed (the caller's memory) or
+ * growing. Encoders append one whole packet or, when it does not fit (fixed)
+ * or memory runs out (growing), append nothing and return PROTO_E_NOSPACE or
+ * PROTO_E_NOMEM; earlier contents stay intact either way. The bytes are not
+ * NUL-terminated.
  */
-typedef struct sio_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-    bool growing;
-} sio_buf;
-
-void sio_buf_fixed(sio_buf *b, char *mem, size_t cap);
-void sio_buf_growing(sio_buf *b);
-/* Forgets the contents (len = 0), keeps the memory. */
-void sio_buf_reset(sio_buf *b);
-/* Frees a growing buffer's memory; the buffer is then empty and growing. A
- * fixed buffer is only reset. */
-void sio_buf_free(sio_buf *b);
 
 /*
  * Every encoder below appends one packet to b and returns PROTO_OK,
@@ -246,22 +233,22 @@ void sio_buf_free(sio_buf *b);
 
 /* 0{"sid":..,"upgrades":[],"pingInterval":..,"pingTimeout":..,"maxPayload":..}
  * Times in milliseconds. */
-proto_err sio_encode_open(sio_buf *b, const char *sid, size_t sid_len,
+proto_err sio_encode_open(proto_mp_buf *b, const char *sid, size_t sid_len,
                           unsigned ping_interval_ms, unsigned ping_timeout_ms,
                           unsigned long max_payload);
 
 /* 2 */
-proto_err sio_encode_ping(sio_buf *b);
+proto_err sio_encode_ping(proto_mp_buf *b);
 
 /* 3<data>: the answer to a client ping "2<data>" (data copied verbatim). */
-proto_err sio_encode_pong(sio_buf *b, const char *data, size_t len);
+proto_err sio_encode_pong(proto_mp_buf *b, const char *data, size_t len);
 
 /* 40{"sid":"..."} */
-proto_err sio_encode_connect(sio_buf *b, const char *sid, size_t sid_len);
+proto_err sio_encode_connect(proto_mp_buf *b, const char *sid, size_t sid_len);
 
 /* 44{"message":"..."} on "/", or 44<nsp>,{"message":"..."} on another
  * namespace (nsp as reported by sio_parse, starting with '/'). */
-proto_err sio_encode_connect_error(sio_buf *b, const char *nsp, size_t nsp_len,
+proto_err sio_encode_connect_error(proto_mp_buf *b, const char *nsp, size_t nsp_len,
                                    const char *message);
 
 /*
@@ -270,11 +257,11 @@ proto_err sio_encode_connect_error(sio_buf *b, const char *nsp, size_t nsp_len,
  * "ok" is skipped); e.g. {"room":..,"seq":..,"missed":[],"more":false}.
  * fields is only read. PROTO_E_TYPE when fields is not an object.
  */
-proto_err sio_encode_ack_ok(sio_buf *b, uint64_t ack_id, const json_t *fields);
+proto_err sio_encode_ack_ok(proto_mp_buf *b, uint64_t ack_id, const json_t *fields);
 
 /* 43<id>[{"ok":false,"error":{"code":"<code>","message":"..."}}]. err must
  * not be SIO_OK (PROTO_E_RANGE). */
-proto_err sio_encode_ack_error(sio_buf *b, uint64_t ack_id, sio_error err,
+proto_err sio_encode_ack_error(proto_mp_buf *b, uint64_t ack_id, sio_error err,
                                const char *message);
 
 /* A stored message as broadcast to the room. */
@@ -292,10 +279,10 @@ typedef struct sio_message {
 } sio_message;
 
 /* 42["message",{"room":..,"seq":..,"id":..,"user":..,"text":..,"ts":..}] */
-proto_err sio_encode_message(sio_buf *b, const sio_message *m);
+proto_err sio_encode_message(proto_mp_buf *b, const sio_message *m);
 
 /* 42["typing",{"room":..,"user":..}] */
-proto_err sio_encode_typing(sio_buf *b, const char *room, size_t room_len,
+proto_err sio_encode_typing(proto_mp_buf *b, const char *room, size_t room_len,
                             const char *user, size_t user_len);
 
 #endif

@@ -654,41 +654,36 @@ free_actor(rt_actor *a)
     free(a);
 }
 
-/* Stops and frees everything the runtime holds for a, calls terminate. */
+/* Stops and frees a's timers and I/O watchers. */
+static void
+free_watchers(rt_runtime *rt, rt_actor *a)
+{
+    while (a->timers) {
+        rt_timer *t = a->timers;
+        a->timers = t->next;
+        ev_timer_stop(rt->loop, &t->w);
+        rt_msg_free(t->msg);
+        free(t);
+    }
+    while (a->ios) {
+        rt_io *io = a->ios;
+        a->ios = io->next;
+        ev_io_stop(rt->loop, &io->w);
+        free(io);
+    }
+}
+
+/* Stops and frees everything the runtime holds for a, calls terminate.
+ * Returns how many queued messages were dropped. */
 static size_t
 release(rt_runtime *rt, rt_actor *a, rt_exit_kind kind)
 {
     runq_remove(rt, a);
     ev_timer_stop(rt->loop, &a->delay_w);
-    while (a->timers) {
-        rt_timer *t = a->timers;
-        a->timers = t->next;
-        ev_timer_stop(rt->loop, &t->w);
-        rt_msg_free(t->msg);
-        free(t);
-    }
-    while (a->ios) {
-        rt_io *io = a->ios;
-        a->ios = io->next;
-        ev_io_stop(rt->loop, &io->w);
-        free(io);
-    }
+    free_watchers(rt, a);
     if (a->init_called && a->spec->terminate)
         a->spec->terminate(a, kind);
-    /* terminate may have started timers or watchers again: free those too */
-    while (a->timers) {
-        rt_timer *t = a->timers;
-        a->timers = t->next;
-        ev_timer_stop(rt->loop, &t->w);
-        rt_msg_free(t->msg);
-        free(t);
-    }
-    while (a->ios) {
-        rt_io *io = a->ios;
-        a->ios = io->next;
-        ev_io_stop(rt->loop, &io->w);
-        free(io);
-    }
+    free_watchers(rt, a);   /* terminate may have started some again */
     return rt_mailbox_clear(&a->mb) + rt_mailbox_clear(&a->sys);
 }
 

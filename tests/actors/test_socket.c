@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "actors/socket.h"
@@ -30,6 +31,7 @@ typedef struct client {
     char buf[1 << 17];
     size_t len;
     int close_code;             /* from a close frame, or 0 */
+    char head[2048];            /* the last HTTP response head */
     bool eof;
 } client;
 
@@ -202,6 +204,7 @@ http_head(rt_runtime *rt, client *c)
         if (end) {
             int status = atoi(c->buf + 9);
             size_t head = (size_t)(end + 4 - c->buf);
+            snprintf(c->head, sizeof(c->head), "%.*s", (int)head, c->buf);
             memmove(c->buf, end + 4, c->len - head);
             c->len -= head;
             return status;
@@ -328,6 +331,7 @@ live_message(rt_runtime *rt, const char *room, uint64_t seq, const char *id, con
 /* --- fixture ------------------------------------------------------------------ */
 
 static chatd_config cfg;
+static char web_root[64];
 static rt_runtime *current;     /* closed by the teardown if a test failed */
 
 static rt_runtime *
@@ -339,6 +343,7 @@ open_socket(void)
     cfg.port = test_port;
     cfg.roles = CHATD_ROLE_SOCKET;
     cfg.request_timeout_ms = 400;
+    cfg.web_root = web_root;
     stub_spawn(rt, CHATD_FANOUT);
     stub_spawn(rt, CHATD_STORE);
     stub_spawn(rt, CHATD_PRODUCER);
@@ -377,13 +382,19 @@ test_http(void **state)
 {
     (void)state;
     rt_runtime *rt = open_socket();
-    static const struct { const char *path; int status; const char *body; } cases[] = {
+    static const struct { const char *path; int status; const char *body; const char *hdr; } cases[] = {
         { "/healthz", 200, "{\"status\":\"ok\",\"down\":[]}" },
         { "/socket.io/?EIO=4&transport=polling", 400,
           "{\"code\":0,\"message\":\"HTTP long-polling is not supported: use transports: "
           "['websocket']\"}" },
         { "/nothing", 404, NULL },
         { "/readyz", 200, "{\"status\":\"ready\",\"down\":[]}" },   /* socket role: no backend */
+        { "/", 200, "<h1>page</h1>", "cache-control: no-cache" },
+        { "/assets/app-1a2b.js", 200, "let x = 1;",
+          "cache-control: public, max-age=31536000, immutable" },
+        { "/../etc/passwd", 404, NULL },
+        { "/assets/%2e%2e/secret.txt", 404, NULL },
+        { "/noext", 404, NULL },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         client c = {0};
@@ -393,6 +404,10 @@ test_http(void **state)
                  cases[i].path);
         send_all(c.fd, req, strlen(req));
         assert_int_equal(http_head(rt, &c), cases[i].status);
+        if (cases[i].hdr && !strcasestr(c.head, cases[i].hdr)) {
+            print_error("%s: no \"%s\" in\n%s\n", cases[i].path, cases[i].hdr, c.head);
+            fail();
+        }
         if (cases[i].body) {
             size_t want = strlen(cases[i].body);
             for (int k = 0; k < 100 && c.len < want; k++)
@@ -657,6 +672,21 @@ static int
 setup(void **state)
 {
     (void)state;
+    /* a web root with a page and a hashed asset */
+    snprintf(web_root, sizeof(web_root), "/tmp/chatd-web-XXXXXX");
+    assert_non_null(mkdtemp(web_root));
+    char p[128];
+    snprintf(p, sizeof(p), "%s/assets", web_root);
+    mkdir(p, 0755);
+    const struct { const char *name, *body; } files[] = {
+        { "index.html", "<h1>page</h1>" }, { "assets/app-1a2b.js", "let x = 1;" },
+    };
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p), "%s/%s", web_root, files[i].name);
+        FILE *f = fopen(p, "w");
+        fputs(files[i].body, f);
+        fclose(f);
+    }
     /* a free port: bind to 0, read it back, release it */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = { .sin_family = AF_INET };
@@ -667,6 +697,15 @@ setup(void **state)
     test_port = ntohs(a.sin_port);
     close(fd);
     return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", web_root);
+    return system(cmd) == 0 ? 0 : -1;
 }
 
 int
@@ -681,5 +720,5 @@ main(void)
         cmocka_unit_test_teardown(test_frame_limits, teardown),
         cmocka_unit_test_teardown(test_typing_skips_sender, teardown),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, setup, group_teardown);
 }

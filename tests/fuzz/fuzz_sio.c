@@ -16,21 +16,21 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void
-check_message_roundtrip(sio_buf *b, const sio_request *req)
+check_message_roundtrip(proto_mp_buf *b, const sio_request *req)
 {
     sio_message m = {
         .room = req->room, .room_len = req->room_len, .seq = 1, .id = req->id,
         .id_len = req->id_len, .user = "alice", .user_len = 5, .text = req->text,
         .text_len = req->text_len, .ts = 1700000000000,
     };
-    sio_buf_reset(b);
+    proto_mp_buf_reset(b);
     if (sio_encode_message(b, &m) != PROTO_OK)
         abort();
 
     sio_packet p;
     const char *msg;
     sio_request back;
-    if (sio_parse(b->data, b->len, &p) != SIO_PKT_EVENT || p.err != SIO_OK)
+    if (sio_parse((const char *)b->data, b->len, &p) != SIO_PKT_EVENT || p.err != SIO_OK)
         abort();
     if (sio_request_parse(&p, "alice", 5, &back, &msg) != SIO_OK ||
         back.event != SIO_EV_MESSAGE || back.room_len != req->room_len ||
@@ -46,8 +46,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *frame = (const char *)data;
     sio_packet pkt;
-    sio_buf b;
-    sio_buf_growing(&b);
+    proto_mp_buf b;
+    proto_mp_buf_growing(&b);
 
     switch (sio_parse(frame, size, &pkt)) {
     case SIO_PKT_PING:
@@ -109,6 +109,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     sio_packet_free(&pkt);
-    sio_buf_free(&b);
+    proto_mp_buf_free(&b);
     return 0;
 }

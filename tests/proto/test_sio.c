@@ -106,12 +106,12 @@ assert_bad(const char *frame)
 
 /* Asserts that b holds exactly expect, then empties it. */
 static void
-assert_buf(sio_buf *b, const char *expect)
+assert_buf(proto_mp_buf *b, const char *expect)
 {
     size_t n = strlen(expect);
     if (b->len != n || memcmp(b->data, expect, n) != 0)
         fail_msg("expected <%s>\n     got <%.*s>", expect, (int)b->len, b->data);
-    sio_buf_reset(b);
+    proto_mp_buf_reset(b);
 }
 
 /* ---- Engine.IO --------------------------------------------------------------- */
@@ -211,8 +211,8 @@ test_connect_other_namespace(void **state)
 
     /* The reply goes to that namespace. */
     char mem[128];
-    sio_buf b;
-    sio_buf_fixed(&b, mem, sizeof(mem));
+    proto_mp_buf b;
+    proto_mp_buf_fixed(&b, mem, sizeof(mem));
     assert_int_equal(parse("40/chat,", &p), SIO_PKT_CONNECT_ERROR);
     assert_int_equal(sio_encode_connect_error(&b, p.nsp, p.nsp_len, p.message), PROTO_OK);
     assert_buf(&b, "44/chat,{\"message\":\"Invalid namespace\"}");
@@ -819,8 +819,8 @@ static void
 test_encode_engineio(void **state)
 {
     (void)state;
-    sio_buf b;
-    sio_buf_growing(&b);
+    proto_mp_buf b;
+    proto_mp_buf_growing(&b);
     assert_int_equal(sio_encode_open(&b, "AbC-12_x", 8, 25000, 20000, 1000000), PROTO_OK);
     assert_buf(&b, "0{\"sid\":\"AbC-12_x\",\"upgrades\":[],\"pingInterval\":25000,"
                    "\"pingTimeout\":20000,\"maxPayload\":1000000}");
@@ -832,15 +832,15 @@ test_encode_engineio(void **state)
     assert_buf(&b, "3");
     assert_int_equal(sio_encode_pong(&b, "\xff", 1), PROTO_E_UTF8);
     assert_int_equal(b.len, 0);
-    sio_buf_free(&b);
+    proto_mp_buf_free(&b);
 }
 
 static void
 test_encode_connect(void **state)
 {
     (void)state;
-    sio_buf b;
-    sio_buf_growing(&b);
+    proto_mp_buf b;
+    proto_mp_buf_growing(&b);
     assert_int_equal(sio_encode_connect(&b, "s1d", 3), PROTO_OK);
     assert_buf(&b, "40{\"sid\":\"s1d\"}");
     assert_int_equal(sio_encode_connect_error(&b, "/", 1, "invalid user"), PROTO_OK);
@@ -853,15 +853,15 @@ test_encode_connect(void **state)
     assert_int_equal(sio_encode_connect_error(&b, "/a,b", 4, "x"), PROTO_E_SYNTAX);
     assert_int_equal(sio_encode_connect_error(&b, "/a\xff", 3, "x"), PROTO_E_UTF8);
     assert_int_equal(b.len, 0);
-    sio_buf_free(&b);
+    proto_mp_buf_free(&b);
 }
 
 static void
 test_encode_acks(void **state)
 {
     (void)state;
-    sio_buf b;
-    sio_buf_growing(&b);
+    proto_mp_buf b;
+    proto_mp_buf_growing(&b);
 
     assert_int_equal(sio_encode_ack_ok(&b, 5, NULL), PROTO_OK);
     assert_buf(&b, "435[{\"ok\":true}]");
@@ -909,15 +909,15 @@ test_encode_acks(void **state)
     assert_int_equal(sio_encode_ack_error(&b, 1, SIO_OK, "x"), PROTO_E_RANGE);
     assert_int_equal(sio_encode_ack_error(&b, 1, (sio_error)42, "x"), PROTO_E_RANGE);
     assert_int_equal(b.len, 0);
-    sio_buf_free(&b);
+    proto_mp_buf_free(&b);
 }
 
 static void
 test_encode_server_events(void **state)
 {
     (void)state;
-    sio_buf b;
-    sio_buf_growing(&b);
+    proto_mp_buf b;
+    proto_mp_buf_growing(&b);
     sio_message m = {
         .room = "lobby", .room_len = 5, .seq = 42, .id = "m1", .id_len = 2,
         .user = "alice", .user_len = 5, .text = "hi", .text_len = 2, .ts = 1700000000123,
@@ -942,7 +942,7 @@ test_encode_server_events(void **state)
     m.text_len = 3;
     assert_int_equal(sio_encode_message(&b, &m), PROTO_OK);
     assert_non_null(memmem(b.data, b.len, "\"a\\u0000b\"", 10));
-    sio_buf_reset(&b);
+    proto_mp_buf_reset(&b);
 
     /* Invalid UTF-8 (and CESU-encoded surrogates) append nothing. */
     assert_int_equal(sio_encode_ping(&b), PROTO_OK);
@@ -965,7 +965,7 @@ test_encode_server_events(void **state)
     assert_int_equal(sio_encode_message(&b, &m), PROTO_OK);
     assert_buf(&b, "42[\"message\",{\"room\":\"lobby\",\"seq\":18446744073709551615,\"id\":\"i\","
                    "\"user\":\"alice\",\"text\":\"x\",\"ts\":-9223372036854775808}]");
-    sio_buf_free(&b);
+    proto_mp_buf_free(&b);
 }
 
 /* Every byte string the encoder writes decodes back to what went in. */
@@ -979,14 +979,14 @@ test_encode_roundtrip(void **state)
     memcpy(text + 127, "\xc3\xa9\xe2\x80\xa8\xf4\x8f\xbf\xbf", 9);
     size_t tlen = 136;
 
-    sio_buf b;
-    sio_buf_growing(&b);
+    proto_mp_buf b;
+    proto_mp_buf_growing(&b);
     sio_message m = {.room = "r", .room_len = 1, .seq = 1, .id = text + 31, .id_len = 95,
                      .user = "u", .user_len = 1, .text = text, .text_len = tlen, .ts = 1};
     assert_int_equal(sio_encode_message(&b, &m), PROTO_OK);
 
     sio_packet p;
-    assert_int_equal(sio_parse(b.data, b.len, &p), SIO_PKT_EVENT);
+    assert_int_equal(sio_parse((const char *)b.data, b.len, &p), SIO_PKT_EVENT);
     assert_int_equal(p.err, SIO_OK);
     assert_string_equal(p.event, "message");
     json_t *t = json_object_get(p.args, "text");
@@ -996,7 +996,7 @@ test_encode_roundtrip(void **state)
     assert_int_equal(json_string_length(id), 95);
     assert_memory_equal(json_string_value(id), text + 31, 95);
     sio_packet_free(&p);
-    sio_buf_free(&b);
+    proto_mp_buf_free(&b);
 }
 
 static void
@@ -1004,8 +1004,8 @@ test_buffers(void **state)
 {
     (void)state;
     char mem[16];
-    sio_buf b;
-    sio_buf_fixed(&b, mem, sizeof(mem));
+    proto_mp_buf b;
+    proto_mp_buf_fixed(&b, mem, sizeof(mem));
     const char *sid = "0123456789";
     /* 40{"sid":"0123456789"} is 22 bytes: does not fit, nothing written. */
     assert_int_equal(sio_encode_connect(&b, sid, 10), PROTO_E_NOSPACE);
@@ -1017,19 +1017,19 @@ test_buffers(void **state)
     assert_memory_equal(mem, "240{\"sid\":\"012\"}", 16);
     assert_int_equal(sio_encode_ping(&b), PROTO_E_NOSPACE);
     assert_int_equal(b.len, 16);
-    sio_buf_free(&b);                   /* fixed: only reset */
+    proto_mp_buf_free(&b);                   /* fixed: only reset */
     assert_int_equal(b.len, 0);
     assert_ptr_equal(b.data, mem);
 
     /* Exactly fitting. */
-    sio_buf_fixed(&b, mem, 1);
+    proto_mp_buf_fixed(&b, mem, 1);
     assert_int_equal(sio_encode_ping(&b), PROTO_OK);
     assert_int_equal(b.len, 1);
-    sio_buf_fixed(&b, mem, 0);
+    proto_mp_buf_fixed(&b, mem, 0);
     assert_int_equal(sio_encode_ping(&b), PROTO_E_NOSPACE);
 
     /* Growing past its first allocation. */
-    sio_buf_growing(&b);
+    proto_mp_buf_growing(&b);
     char *big = malloc(10000);
     assert_non_null(big);
     memset(big, 'x', 10000);
@@ -1040,7 +1040,7 @@ test_buffers(void **state)
     assert_true(b.len > 30000);
     assert_true(b.cap >= b.len);
     free(big);
-    sio_buf_free(&b);
+    proto_mp_buf_free(&b);
     assert_null(b.data);
     assert_int_equal(b.cap, 0);
 }
