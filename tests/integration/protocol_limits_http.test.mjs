@@ -3,9 +3,11 @@
 // order around it), the slow reader, /healthz, /readyz (200, and 503 naming
 // what is down), /metrics, /.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import {
     useCluster, within, connect, emitAck, waitFor, rawConnect, httpGet, errCode, uniq, until, sleep, slow,
-    parseMetrics, metricSum,
+    parseMetrics, metricSum, ROOT,
 } from './cluster.mjs';
 
 const ctx = useCluster({ nodes: 1, partitions: 2 });
@@ -225,8 +227,15 @@ it('metrics move with traffic: connections, events, acks, produced, stored, publ
     s2.close();
 });
 
-it('GET / serves the web chat page', async (t, c) => {
-    const r = await httpGet(`${c.url(0)}/`);
+it('GET / serves the web chat page (with --web-root build/web)', async (t, c) => {
+    // chatd serves the page from --web-root; scripts/run passes build/web once it is built
+    const webRoot = path.join(ROOT, 'build', 'web');
+    if (!fs.existsSync(path.join(webRoot, 'index.html'))) {
+        t.skip('build/web/index.html not built (cd web && npm ci && npm run build)');
+        return;
+    }
+    const nd = await c.startNode(['--roles', 'socket,producer,fanout', '--web-root', webRoot], 'webnode');
+    const r = await httpGet(`${nd.url}/`);
     assert.equal(r.status, 200);
     assert.match(r.headers.get('content-type') || '', /text\/html/);
     assert.match(r.body, /<html|<!doctype html/i);
