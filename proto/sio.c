@@ -8,9 +8,11 @@
 
 #include "proto/utf8.h"
 
-/* Payloads are decoded strictly: duplicate keys and "\u0000" are refused (see
- * sio.h), and only an array or object at the top. */
-#define SIO_JSON_FLAGS JSON_REJECT_DUPLICATES
+/* Payloads are decoded strictly: duplicate keys are refused (see sio.h), and
+ * only an array or object at the top. U+0000 is a Unicode scalar value like
+ * any other: text may hold it (every string is handled with its length, and
+ * the store keeps text as bytes); names cannot, by their character sets. */
+#define SIO_JSON_FLAGS (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
 
 const char *
 sio_error_code(sio_error err)

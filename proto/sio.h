@@ -29,8 +29,7 @@
  *   connection, as stock servers do on a parse error. Everything that reaches
  *   the EVENT stage instead gets bad_request and the connection stays up.
  * - Ack ids are decimal digits read before any JSON, so they survive a payload
- *   jansson refuses (lone surrogate escapes, "\u0000", duplicate keys, bad
- *   syntax). An id above 2^53 - 1 (JavaScript's Number.MAX_SAFE_INTEGER; the
+ *   jansson refuses (lone surrogate escapes, duplicate keys, bad syntax). An id above 2^53 - 1 (JavaScript's Number.MAX_SAFE_INTEGER; the
  *   official client counts from 0) is not readable: the event is bad_request
  *   and is not answered.
  * - CONNECT: the payload is the auth object; a missing payload, a payload that
@@ -43,9 +42,9 @@
  * - Client ACK packets (answers to server acks we never request) are ignored.
  *   Engine.IO upgrade and noop are ignored; a client ping "2<data>" is answered
  *   with pong "3<data>" (sio_encode_pong).
- * - JSON: duplicate keys and "\u0000" make the payload undecodable
- *   (bad_request): PostgreSQL text cannot hold U+0000, and duplicates are
- *   ambiguous. Integers are JSON integers only: 5.0, 1e3, true, "5" are
+ * - JSON: duplicate keys make the payload undecodable (bad_request): they
+ *   are ambiguous. "\u0000" is accepted in text (PROTOCOL.md: any Unicode
+ *   scalar value); names reject it by their character sets. Integers are JSON integers only: 5.0, 1e3, true, "5" are
  *   bad_request, as are values outside int64.
  * - Events: the payload must be exactly ["name", {args}]; extra elements or
  *   non-object args are bad_request. Unknown fields inside args are ignored

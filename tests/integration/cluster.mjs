@@ -34,16 +34,32 @@ const WRAPPER = path.join(ROOT, 'tests', 'integration', 'services-wrapper.sh');
 const SLOW = BUILD === 'asan' ? 2 : 1; // time multiplier for sanitizer builds
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// within(promise, ms): the promise's value, or null after ms (the timer is
+// cleared either way, so it never holds the process open).
+export function within(promise, ms) {
+    let t;
+    const timer = new Promise((r) => { t = setTimeout(() => r(null), ms); });
+    return Promise.race([promise, timer]).finally(() => clearTimeout(t));
+}
 export const slow = (ms) => ms * SLOW;
 
 // Every chatd process and socket this file started, for cleanup on any exit.
 const liveProcs = new Set();
 const liveSockets = new Set();
+const liveDirs = new Set();
 let anyFailure = false;
 
+// On any exit (also a signal): no chatd left running, no temp dir left behind.
+// The services wrapper stops its services itself when our end of its stdin closes.
 function killAllSync() {
     for (const p of liveProcs) {
         try { p.kill('SIGKILL'); } catch { /* gone */ }
+    }
+    if (!process.env.CHATD_IT_KEEP) {
+        for (const d of liveDirs) {
+            try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ }
+        }
     }
 }
 process.on('exit', killAllSync);
@@ -209,15 +225,23 @@ export class Node {
 
     get running() { return !this.exitInfo; }
 
-    async waitReady(timeoutMs = slow(60000)) {
-        const deadline = Date.now() + timeoutMs;
+    // Waits for /readyz 200. With onlyKafkaAfterMs, returns 'kafka' instead
+    // when, after that long, the only backend /readyz names is kafka (a node
+    // that learns Kafka is up only from traffic; the caller sends some).
+    async waitReady(timeoutMs = slow(60000), onlyKafkaAfterMs = 0) {
+        const start = Date.now();
+        const deadline = start + timeoutMs;
         for (;;) {
             if (this.exitInfo) {
                 throw new Error(`${this.id} exited (${JSON.stringify(this.exitInfo)}) before /readyz; log:\n${tail(this.log)}`);
             }
             try {
                 const r = await httpGet(`${this.url}/readyz`, 1000);
-                if (r.status === 200) return;
+                if (r.status === 200) return true;
+                if (onlyKafkaAfterMs && Date.now() - start > onlyKafkaAfterMs &&
+                    JSON.stringify(JSON.parse(r.body).down) === '["kafka"]') {
+                    return 'kafka';
+                }
             } catch { /* not listening yet */ }
             if (Date.now() > deadline) {
                 throw new Error(`${this.id}: /readyz not 200 after ${timeoutMs} ms; log:\n${tail(this.log)}`);
@@ -230,8 +254,7 @@ export class Node {
     async stop(timeoutMs = slow(30000)) {
         if (this.exitInfo) return this.exitInfo;
         this.proc.kill('SIGTERM');
-        const t = sleep(timeoutMs).then(() => null);
-        const r = await Promise.race([this.exit, t]);
+        const r = await within(this.exit, timeoutMs);
         if (r) return r;
         this.proc.kill('SIGKILL');
         await this.exit;
@@ -280,8 +303,10 @@ export class Cluster {
     // node), nodeArgs (array of per-node extra flags), warmup (true)
     static async start(opts = {}) {
         const c = new Cluster(opts);
+        const t0 = Date.now();
         try {
             await c._start();
+            if (process.env.CHATD_IT_VERBOSE) process.stderr.write(`cluster up in ${Date.now() - t0} ms\n`);
         } catch (e) {
             await c.stop().catch(() => {});
             throw e;
@@ -292,6 +317,7 @@ export class Cluster {
     constructor(opts) {
         this.opts = opts;
         this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-it.'));
+        liveDirs.add(this.dir);
         this.topic = opts.topic || 'chatd-it';
         this.partitions = opts.partitions || 4;
         this.nodes = [];
@@ -309,8 +335,12 @@ export class Cluster {
         for (let i = 0; i < n; i++) {
             this.addNode((this.opts.args || []).concat((this.opts.nodeArgs || [])[i] || []));
         }
-        await Promise.all(this.nodes.map((nd) => nd.waitReady()));
-        if (this.opts.warmup !== false) await this.warmup();
+        // A node may report Kafka down until a message went through it (see
+        // protocol_http: "an idle node becomes ready"); then the warm-up's
+        // traffic must make it ready.
+        const r = await Promise.all(this.nodes.map((nd) => nd.waitReady(slow(60000), slow(12000))));
+        if (this.opts.warmup !== false || r.includes('kafka')) await this.warmup();
+        await Promise.all(this.nodes.map((nd) => nd.waitReady(slow(20000))));
     }
 
     // Starts one more node (not waiting for it); returns it.
@@ -324,13 +354,13 @@ export class Cluster {
             nd.start();
         });
         const origWait = nd.waitReady.bind(nd);
-        nd.waitReady = async (t) => { await nd._portPromise; return origWait(t); };
+        nd.waitReady = async (...a) => { await nd._portPromise; return origWait(...a); };
         return nd;
     }
 
     async startNode(args = [], id) {
         const nd = this.addNode(args, id);
-        await nd.waitReady();
+        await nd.waitReady(slow(60000), slow(12000));
         return nd;
     }
 
@@ -407,7 +437,9 @@ export class Cluster {
             if (nd._portPromise) await nd._portPromise.catch(() => {});
             if (!nd.proc) return null;
             const wasRunning = nd.running;
+            const t0 = Date.now();
             const r = await nd.stop();
+            if (process.env.CHATD_IT_VERBOSE) process.stderr.write(`${nd.id} stopped in ${Date.now() - t0} ms: ${JSON.stringify(r)}\n`);
             return { nd, r, wasRunning };
         }));
         for (const x of results) {
@@ -417,7 +449,9 @@ export class Cluster {
             }
         }
         try {
+            const t0 = Date.now();
             await this.services.stop();
+            if (process.env.CHATD_IT_VERBOSE) process.stderr.write(`services stopped in ${Date.now() - t0} ms\n`);
         } catch (e) {
             problems.push(e.message);
         }
@@ -427,6 +461,7 @@ export class Cluster {
         } else {
             fs.rmSync(this.dir, { recursive: true, force: true });
         }
+        liveDirs.delete(this.dir);
         if (problems.length) throw new Error(problems.join('\n'));
     }
 }

@@ -1,7 +1,7 @@
 // PROTOCOL.md "Transport" and "Identity", from outside.
 import assert from 'node:assert/strict';
 import {
-    useCluster, connect, connectError, emitAck, rawConnect, httpGet, errCode, uniq, sleep, slow,
+    useCluster, within, connect, connectError, emitAck, rawConnect, httpGet, errCode, uniq, sleep, slow,
 } from './cluster.mjs';
 
 const ctx = useCluster({ nodes: 1, partitions: 2 });
@@ -84,7 +84,7 @@ it('a silent peer is dropped after pingInterval + pingTimeout', async (t, c) => 
     const nd = await getPingNode(c);
     const start = Date.now();
     const r = await rawConnect(nd.url, { user: 'silent', autoPong: false });
-    const info = await Promise.race([r.closed, sleep(slow(10000)).then(() => null)]);
+    const info = await within(r.closed, slow(10000));
     const elapsed = Date.now() - start;
     assert.ok(info, 'silent peer still connected after 10 s');
     const budget = PING_INTERVAL + PING_TIMEOUT;
@@ -99,7 +99,7 @@ it('a packet larger than maxPayload closes the connection with 1009', async (t, 
     const head = '421["message",{"room":"big","id":"b1","text":"';
     const tailStr = '"}]';
     r.send(head + 'a'.repeat(n - head.length - tailStr.length) + tailStr);
-    const info = await Promise.race([r.closed, sleep(slow(5000)).then(() => null)]);
+    const info = await within(r.closed, slow(5000));
     assert.ok(info, 'still open 5 s after an oversized packet');
     assert.equal(info.code, 1009);
 });
@@ -123,7 +123,7 @@ it('a text frame that is not valid UTF-8 closes the connection with 1007', async
     const bytes = Buffer.concat([Buffer.from('421["presence",{"room":"'), Buffer.from([0xff, 0xfe, 0xc3]),
         Buffer.from('"}]')]);
     r.sendBuffer(bytes, false);
-    const info = await Promise.race([r.closed, sleep(slow(5000)).then(() => null)]);
+    const info = await within(r.closed, slow(5000));
     assert.ok(info, 'still open 5 s after invalid UTF-8');
     assert.equal(info.code, 1007);
 });

@@ -352,7 +352,6 @@ test_undecodable_keeps_ack_id(void **state)
         "4242[\"message\",{\"room\":\"r\",\"id\":\"1\",\"text\":\"\\ud800\"}]",
         "4242[\"message\",{\"room\":\"r\",\"id\":\"1\",\"text\":\"a\\udfffb\"}]",
         "4242[\"message\",{\"room\":\"r\",\"id\":\"1\",\"text\":\"\\ude00\\ud83d\"}]",
-        "4242[\"message\",{\"room\":\"r\",\"id\":\"1\",\"text\":\"\\u0000\"}]",
         "4242[\"join\",{\"room\":\"r\",\"room\":\"s\"}]",
         "4242[\"join\",{\"room\":\"r\"}",
         "4242[\"join\",{\"room\":\"r\"}]x",
@@ -505,6 +504,30 @@ test_room_rules(void **state)
         "42[\"leave\",{\"room\":\"dm:abcdefghijklmnopqrstuvwxyz01234a:"
         "abcdefghijklmnopqrstuvwxyz01234b\"}]", NULL), SIO_OK);
     assert_int_equal(check("42[\"leave\",{\"room\":\"a.b:c-d_E9\"}]"), SIO_OK);
+}
+
+static void
+test_nul_in_text_not_in_names(void **state)
+{
+    (void)state;
+    sio_packet p;
+    sio_request req;
+    const char *msg;
+
+    /* U+0000 is a scalar value: text may hold it, with its length */
+    parse("421[\"message\",{\"room\":\"r\",\"id\":\"1\",\"text\":\"a\\u0000b\"}]", &p);
+    assert_int_equal(sio_request_parse(&p, "alice", 5, &req, &msg), SIO_OK);
+    assert_int_equal(req.text_len, 3);
+    assert_memory_equal(req.text, "a\0b", 3);
+    sio_packet_free(&p);
+
+    /* names cannot: their character sets exclude it */
+    parse("422[\"join\",{\"room\":\"r\\u0000x\"}]", &p);
+    assert_int_equal(sio_request_parse(&p, "alice", 5, &req, &msg), SIO_E_BAD_REQUEST);
+    sio_packet_free(&p);
+    parse("423[\"message\",{\"room\":\"r\",\"id\":\"a\\u0000\",\"text\":\"x\"}]", &p);
+    assert_int_equal(sio_request_parse(&p, "alice", 5, &req, &msg), SIO_E_BAD_REQUEST);
+    sio_packet_free(&p);
 }
 
 static void
@@ -1080,6 +1103,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_encode_server_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encode_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_buffers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_in_text_not_in_names, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

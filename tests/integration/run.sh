@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# tests/integration/run.sh: the integration suite (PROTOCOL.md from outside, with
+# the official socket.io-client), as scripts/test calls it.
+#
+#   tests/integration/run.sh [node --test args...]      e.g. faults.test.mjs
+#
+# Environment: CHATD_BUILD=debug|asan|release (default debug) picks
+# build/<mode>/actors/chatd and the stand-in broker of the same mode; both must be
+# built (scons -Q -j2 mode=<mode>). CHATD_IT_KEEP=1 keeps each file's temp dir
+# (node logs); CHATD_IT_VERBOSE=1 prints timings and whole logs on failure.
+#
+# Installs the pinned packages with `npm ci` unless node_modules already matches
+# package-lock.json (so it works offline once installed), then runs every
+# *.test.mjs here one file at a time. Exits non-zero when a test fails.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$here"
+
+command -v node >/dev/null || { echo "run.sh: node (>= 20) not found" >&2; exit 2; }
+stamp=node_modules/.package-lock.json
+if [[ ! -f $stamp ]] || ! cmp -s <(node -e 'const l=require("./package-lock.json");console.log(JSON.stringify(Object.keys(l.packages).filter(Boolean).sort().map(k=>[k,l.packages[k].version])))') \
+    <(node -e 'const l=require("./'$stamp'");console.log(JSON.stringify(Object.keys(l.packages).filter(Boolean).sort().map(k=>[k,l.packages[k].version])))'); then
+    npm ci --no-audit --no-fund --loglevel=error
+fi
+
+mode=${CHATD_BUILD:-debug}
+for f in "$root/build/$mode/actors/chatd" "$root/build/$mode/deploy/mockbroker/chatd-mockbroker"; do
+    [[ -x $f ]] || { echo "run.sh: $f not built (scons -Q -j2 mode=$mode)" >&2; exit 2; }
+done
+
+files=("$@")
+if ((${#files[@]} == 0)); then
+    files=(./*.test.mjs)
+fi
+start=$SECONDS
+rc=0
+node --test --test-concurrency=1 --test-reporter=spec "${files[@]}" || rc=$?
+echo "integration: $((SECONDS - start)) s, $([[ $rc == 0 ]] && echo passed || echo FAILED)"
+exit "$rc"
