@@ -369,12 +369,12 @@ export class Cluster {
     // Until the consumer group has formed and every partition is consumed, stored
     // and fanned out, messages are slow; send one message into rooms spread over
     // the partitions through every node and wait until each is delivered live to
-    // a member on every node.
-    async warmup(timeoutMs = slow(60000)) {
+    // a member on every node (or on the given nodes only).
+    async warmup(timeoutMs = slow(60000), nodes = this.nodes) {
         const rooms = Array.from({ length: Math.max(8, this.partitions * 3) }, (_, i) => `warmup-${i}`);
         const subs = [];
         try {
-            for (const nd of this.nodes) {
+            for (const nd of nodes) {
                 const s = await connect(nd.url, 'warmup');
                 subs.push(s);
                 for (const room of rooms) {

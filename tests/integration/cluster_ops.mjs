@@ -15,7 +15,7 @@
 //   settleAndCheck(...)       the end checks of a failover test (PostgreSQL
 //                             exactly once, dense seqs, every client complete)
 //
-// Why a warmupVia of our own: Cluster.warmup connects to every node, and a
+// Why warmupVia: Cluster.warmup connects to every node by default, and a
 // storage node serves no HTTP (no socket role), so it would fail there.
 
 import fs from 'node:fs';
@@ -84,44 +84,9 @@ export function pgMessages(c, room) {
     return c.sql(q).map(([seq, id, user, text, ts]) => ({ seq: Number(seq), id, user, text, ts: Number(ts) }));
 }
 
-// Cluster.warmup, through `nodes` only: one message into rooms spread over the
-// partitions, until each is delivered live to a member on every given node.
-export async function warmupVia(c, nodes, timeoutMs = slow(60000)) {
-    const rooms = Array.from({ length: Math.max(8, c.partitions * 3) }, (_, i) => `warmup-${i}`);
-    const subs = [];
-    try {
-        for (const nd of nodes) {
-            const s = await connect(nd.url, 'warmup');
-            subs.push(s);
-            for (const room of rooms) {
-                const a = await emitAck(s, 'join', { room });
-                if (!a || a.ok !== true) throw new Error(`warmup join: ${JSON.stringify(a)}`);
-            }
-        }
-        const deadline = Date.now() + timeoutMs;
-        for (const room of rooms) {
-            let n = 0;
-            for (;;) {
-                const id = `w${n++}`;
-                const a = await emitAck(subs[0], 'message', { room, id, text: 'warmup' }, slow(15000)).catch((e) => ({ e }));
-                if (a.ok) {
-                    try {
-                        await Promise.all(subs.map((s) => waitFor(s, 'message', (m) => m.room === room && m.id === id,
-                            Math.max(1000, deadline - Date.now()))));
-                        break;
-                    } catch (e) {
-                        if (Date.now() > deadline) throw new Error(`warmup: ${room} not delivered: ${e.message}`);
-                    }
-                } else if (Date.now() > deadline) {
-                    throw new Error(`warmup: message to ${room}: ${JSON.stringify(a)}`);
-                } else {
-                    await sleep(200);
-                }
-            }
-        }
-    } finally {
-        for (const s of subs) s.close();
-    }
+// Cluster.warmup, through `nodes` only (a storage node has no HTTP port).
+export function warmupVia(c, nodes, timeoutMs = slow(60000)) {
+    return c.warmup(timeoutMs, nodes);
 }
 
 // A cluster of `edges` edge nodes (socket,producer) and `storage` storage nodes
