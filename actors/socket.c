@@ -510,17 +510,20 @@ presence_send(socket_state *s, uint32_t type, const room *r, const char *user, s
         ask(s, CHATD_FANOUT, type, 0, &b);
 }
 
-static void
-room_send_simple(socket_state *s, uint32_t type, uint64_t corr, const room *r)
+/* Sends fanout a request about a room ({room} record). Returns RT_OK or the
+ * send's error. */
+static int
+ask_room(socket_state *s, uint32_t type, uint64_t corr, const char *name, size_t len)
 {
     proto_room pr = {0};
-    memcpy(pr.room, r->name, r->name_len);
-    pr.room_len = r->name_len;
+    memcpy(pr.room, name, len);
+    pr.room_len = len;
     uint8_t mem[128];
     proto_mp_buf b;
     proto_mp_buf_fixed(&b, mem, sizeof(mem));
-    if (proto_room_encode(&pr, &b) == PROTO_OK)
-        ask(s, CHATD_FANOUT, type, corr, &b);
+    if (proto_room_encode(&pr, &b) != PROTO_OK)
+        return RT_EINVAL;
+    return ask(s, CHATD_FANOUT, type, corr, &b);
 }
 
 static bool
@@ -554,7 +557,7 @@ room_release(socket_state *s, room *r)
     if (r->n || r->nwaiting || r->sub_req)
         return;
     if (r->sub == SUB_LIVE)
-        room_send_simple(s, CHATD_T_UNSUBSCRIBE, 0, r);
+        ask_room(s, CHATD_T_UNSUBSCRIBE, 0, r->name, r->name_len);
     rt_map_del(&s->rooms, r->name, r->name_len);
     free(r->members);
     free(r->users);
@@ -808,7 +811,7 @@ on_fanout_up(socket_state *s)
             presence_send(s, CHATD_T_PRESENCE_ADD, r, r->users[i].user,
                           strlen(r->users[i].user));
         if (r->sub == SUB_LIVE)
-            room_send_simple(s, CHATD_T_SUBSCRIBE, 0, r);
+            ask_room(s, CHATD_T_SUBSCRIBE, 0, r->name, r->name_len);
     }
 }
 
@@ -870,14 +873,7 @@ ev_join(socket_state *s, conn *c, const sio_packet *p, const sio_request *rq)
     sub->room = r;
     r->sub_req = sub;
     r->sub = SUB_PENDING;
-    proto_room pr = {0};
-    memcpy(pr.room, r->name, r->name_len);
-    pr.room_len = r->name_len;
-    uint8_t mem[128];
-    proto_mp_buf b;
-    proto_mp_buf_fixed(&b, mem, sizeof(mem));
-    if (proto_room_encode(&pr, &b) != PROTO_OK ||
-        ask(s, CHATD_FANOUT, CHATD_T_SUBSCRIBE, sub->corr, &b) != RT_OK)
+    if (ask_room(s, CHATD_T_SUBSCRIBE, sub->corr, r->name, r->name_len) != RT_OK)
         fail_req(s, sub, SIO_E_UNAVAILABLE, "live delivery is unavailable");
 }
 
@@ -962,14 +958,7 @@ ev_presence(socket_state *s, conn *c, const sio_packet *p, const sio_request *rq
         ack_err(s, c, p->has_ack, p->ack_id, SIO_E_UNAVAILABLE, "out of memory");
         return;
     }
-    proto_room pr = {0};
-    memcpy(pr.room, rq->room, rq->room_len);
-    pr.room_len = rq->room_len;
-    uint8_t mem[128];
-    proto_mp_buf b;
-    proto_mp_buf_fixed(&b, mem, sizeof(mem));
-    if (proto_room_encode(&pr, &b) != PROTO_OK ||
-        ask(s, CHATD_FANOUT, CHATD_T_PRESENCE_QUERY, r->corr, &b) != RT_OK)
+    if (ask_room(s, CHATD_T_PRESENCE_QUERY, r->corr, rq->room, rq->room_len) != RT_OK)
         fail_req(s, r, SIO_E_UNAVAILABLE, "presence is unavailable");
 }
 
