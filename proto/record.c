@@ -546,46 +546,6 @@ proto_msg_equal(const proto_msg *a, const proto_msg *b)
            a->ts == b->ts && a->seq == b->seq;
 }
 
-proto_err
-proto_msg_encode(const proto_msg *m, proto_mp_buf *out)
-{
-    return encode_record(out, &msg_schema, m, msg_schema.required);
-}
-
-proto_err
-proto_msg_decode(const uint8_t *data, size_t len, proto_msg *m)
-{
-    uint32_t seen;
-    return decode_record(data, len, &msg_schema, m, sizeof(*m), &seen);
-}
-
-void
-proto_msg_free(proto_msg *m)
-{
-    record_free(&msg_schema, m, sizeof(*m));
-}
-
-/* ---- batch ---- */
-
-proto_err
-proto_batch_encode(const proto_batch *b, proto_mp_buf *out)
-{
-    return encode_record(out, &batch_schema, b, batch_schema.required);
-}
-
-proto_err
-proto_batch_decode(const uint8_t *data, size_t len, proto_batch *b)
-{
-    uint32_t seen;
-    return decode_record(data, len, &batch_schema, b, sizeof(*b), &seen);
-}
-
-void
-proto_batch_free(proto_batch *b)
-{
-    record_free(&batch_schema, b, sizeof(*b));
-}
-
 /* ---- ack ---- */
 
 void
@@ -657,25 +617,6 @@ proto_history_req_free(proto_history_req *r)
     record_free(&history_req_schema, r, sizeof(*r));
 }
 
-proto_err
-proto_history_reply_encode(const proto_history_reply *r, proto_mp_buf *out)
-{
-    return encode_record(out, &history_reply_schema, r, history_reply_schema.required);
-}
-
-proto_err
-proto_history_reply_decode(const uint8_t *data, size_t len, proto_history_reply *r)
-{
-    uint32_t seen;
-    return decode_record(data, len, &history_reply_schema, r, sizeof(*r), &seen);
-}
-
-void
-proto_history_reply_free(proto_history_reply *r)
-{
-    record_free(&history_reply_schema, r, sizeof(*r));
-}
-
 /* ---- join ---- */
 
 proto_err
@@ -700,99 +641,33 @@ proto_join_req_free(proto_join_req *r)
     record_free(&join_req_schema, r, sizeof(*r));
 }
 
-proto_err
-proto_join_reply_encode(const proto_join_reply *r, proto_mp_buf *out)
-{
-    return encode_record(out, &join_reply_schema, r, join_reply_schema.required);
-}
+/* ---- records whose every field is always present ---- */
 
-proto_err
-proto_join_reply_decode(const uint8_t *data, size_t len, proto_join_reply *r)
-{
-    uint32_t seen;
-    return decode_record(data, len, &join_reply_schema, r, sizeof(*r), &seen);
-}
+/* The encode, decode and free of a record whose fields are all required:
+ * one walk of its schema each. */
+#define PLAIN_RECORD(name, type)                                                \
+    proto_err                                                                   \
+    proto_##name##_encode(const type *r, proto_mp_buf *out)                     \
+    {                                                                           \
+        return encode_record(out, &name##_schema, r, name##_schema.required);   \
+    }                                                                           \
+    proto_err                                                                   \
+    proto_##name##_decode(const uint8_t *data, size_t len, type *r)             \
+    {                                                                           \
+        uint32_t seen;                                                          \
+        return decode_record(data, len, &name##_schema, r, sizeof(*r), &seen);  \
+    }                                                                           \
+    void                                                                        \
+    proto_##name##_free(type *r)                                                \
+    {                                                                           \
+        record_free(&name##_schema, r, sizeof(*r));                             \
+    }
 
-void
-proto_join_reply_free(proto_join_reply *r)
-{
-    record_free(&join_reply_schema, r, sizeof(*r));
-}
-
-/* ---- control records ---- */
-
-proto_err
-proto_room_encode(const proto_room *r, proto_mp_buf *out)
-{
-    return encode_record(out, &room_schema, r, room_schema.required);
-}
-
-proto_err
-proto_room_decode(const uint8_t *data, size_t len, proto_room *r)
-{
-    uint32_t seen;
-    return decode_record(data, len, &room_schema, r, sizeof(*r), &seen);
-}
-
-proto_err
-proto_member_encode(const proto_member *m, proto_mp_buf *out)
-{
-    return encode_record(out, &member_schema, m, member_schema.required);
-}
-
-proto_err
-proto_member_decode(const uint8_t *data, size_t len, proto_member *m)
-{
-    uint32_t seen;
-    return decode_record(data, len, &member_schema, m, sizeof(*m), &seen);
-}
-
-proto_err
-proto_typing_encode(const proto_typing *t, proto_mp_buf *out)
-{
-    return encode_record(out, &typing_schema, t, typing_schema.required);
-}
-
-proto_err
-proto_typing_decode(const uint8_t *data, size_t len, proto_typing *t)
-{
-    uint32_t seen;
-    return decode_record(data, len, &typing_schema, t, sizeof(*t), &seen);
-}
-
-proto_err
-proto_users_encode(const proto_users *u, proto_mp_buf *out)
-{
-    return encode_record(out, &users_schema, u, users_schema.required);
-}
-
-proto_err
-proto_users_decode(const uint8_t *data, size_t len, proto_users *u)
-{
-    uint32_t seen;
-    return decode_record(data, len, &users_schema, u, sizeof(*u), &seen);
-}
-
-void
-proto_users_free(proto_users *u)
-{
-    record_free(&users_schema, u, sizeof(*u));
-}
-
-void
-proto_room_free(proto_room *r)
-{
-    record_free(&room_schema, r, sizeof(*r));
-}
-
-void
-proto_member_free(proto_member *m)
-{
-    record_free(&member_schema, m, sizeof(*m));
-}
-
-void
-proto_typing_free(proto_typing *t)
-{
-    record_free(&typing_schema, t, sizeof(*t));
-}
+PLAIN_RECORD(msg, proto_msg)
+PLAIN_RECORD(batch, proto_batch)
+PLAIN_RECORD(history_reply, proto_history_reply)
+PLAIN_RECORD(join_reply, proto_join_reply)
+PLAIN_RECORD(room, proto_room)
+PLAIN_RECORD(member, proto_member)
+PLAIN_RECORD(typing, proto_typing)
+PLAIN_RECORD(users, proto_users)
