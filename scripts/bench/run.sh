@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# scripts/bench/run.sh: starts a 2-node cluster (scripts/run, release) on
+# loopback, runs the load generator scripts/bench/load.mjs against it, stops
+# the cluster (SIGTERM: nodes drain, services stop), and prints a figure table.
+#
+#   scripts/bench/run.sh [--runs N] [load.mjs options...]
+#
+# --runs N (default 1) repeats on a fresh cluster each time and prints the
+# medians at the end. load.mjs options: --idle 2000 --rooms 10 --members 100
+# --rate 200 --seconds 15 --sat-rates 400,800,1600,3200 --sat-seconds 8.
+# Bounded: the cluster has 600 s to become ready (the first build), each load
+# run 300 s. Senders get --rate 1000 --rate-burst 2000 so the per-connection
+# limit does not cap the saturation steps.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=1
+if [[ ${1:-} == --runs ]]; then runs=$2; shift 2; fi
+out=$(mktemp -d "${TMPDIR:-/tmp}/chatd-bench.XXXXXX")
+runpid=""
+stop_cluster() {
+    if [[ -n $runpid ]]; then
+        kill -TERM "$runpid" 2>/dev/null || true
+        wait "$runpid" 2>/dev/null || true
+        runpid=""
+    fi
+}
+trap 'stop_cluster' EXIT
+trap 'exit 130' INT TERM
+
+for ((i = 1; i <= runs; i++)); do
+    echo "bench: run $i/$runs: starting a 2-node cluster (scripts/run --mode release)" >&2
+    scripts/run --nodes 2 --mode release -- --rate 1000 --rate-burst 2000 \
+        >"$out/run$i.out" 2>"$out/run$i.err" &
+    runpid=$!
+    deadline=$((SECONDS + 600))
+    until grep -q '^ready ' "$out/run$i.out"; do
+        if ! kill -0 "$runpid" 2>/dev/null || ((SECONDS > deadline)); then
+            echo "bench: the cluster did not become ready:" >&2
+            tail -n 30 "$out/run$i.err" >&2
+            exit 1
+        fi
+        sleep 0.5
+    done
+    urls=$(sed -n 's/^ready //p' "$out/run$i.out")
+    pids=$(sed -n 's/^node[0-9]*: pid \([0-9]*\) .*/\1/p' "$out/run$i.err" | paste -sd, -)
+    log0=$(sed -n 's/^node0: .* log \(.*\)$/\1/p' "$out/run$i.err")
+    echo "bench: ready $urls (pids $pids)" >&2
+    rc=0
+    timeout 330 node scripts/bench/load.mjs --urls "$urls" --pids "$pids" \
+        --services-dir "$(dirname "$log0")" --json "$out/run$i.json" "$@" || rc=$?
+    grep -h -E ' (WARN|ERROR) ' "$(dirname "$log0")"/chatd-*.log 2>/dev/null | tail -n 5 >&2 || true
+    stop_cluster
+    ((rc == 0)) || { echo "bench: load.mjs failed (exit $rc)" >&2; exit "$rc"; }
+done
+if ((runs > 1)); then
+    node scripts/bench/load.mjs --summarize "$out"/run*.json
+fi
+echo "bench: results in $out" >&2
