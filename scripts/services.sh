@@ -7,7 +7,11 @@
 #     services_cleanup_on_exit          # stop everything when the script exits
 #     services_start_postgres           # exports CHATD_PG_DSN, CHATD_PG_PORT
 #     services_start_redis              # exports CHATD_REDIS_URL, CHATD_REDIS_PORT
-#     services_start_broker             # exports CHATD_KAFKA_BROKERS, CHATD_KAFKA_CONTROL
+#     services_start_kafka --topic T --partitions N
+#                                       # real Apache Kafka: exports CHATD_KAFKA_BROKERS
+#     services_kill_kafka; services_restart_kafka   # fault tests (data kept)
+#     services_start_broker             # the mock stand-in instead: exports
+#                                       # CHATD_KAFKA_BROKERS, CHATD_KAFKA_CONTROL
 #     services_broker_ctl down 1        # fault injection on the stand-in broker
 #     services_restart_redis            # same port, for fault tests
 #     services_stop_all                 # or let the EXIT trap do it
@@ -31,6 +35,9 @@
 #                         /usr/lib/postgresql/*/bin)
 #   SERVICES_PG_USER      OS user that runs PostgreSQL when we are root
 #                         (default postgres; the server refuses to run as root)
+#   SERVICES_KAFKA_LIB    where the broker's jars are cached (default
+#                         build/kafka/lib; resolved from deploy/kafka/pom.xml)
+#   SERVICES_KAFKA_HEAP   the broker's -Xmx (default 512m)
 
 if [[ -n "${_CHATD_SERVICES_SH:-}" ]]; then
     return 0
@@ -42,6 +49,8 @@ _SERVICES_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${SERVICES_TIMEOUT:=30}"
 : "${SERVICES_BUILD_MODE:=debug}"
 : "${SERVICES_PG_USER:=postgres}"
+: "${SERVICES_KAFKA_LIB:=$_SERVICES_ROOT/build/kafka/lib}"
+: "${SERVICES_KAFKA_HEAP:=512m}"
 
 # ---- helpers -----------------------------------------------------------------
 
@@ -373,6 +382,178 @@ services_restart_redis() {
     services_stop_redis && services_start_redis
 }
 
+# ---- Apache Kafka (the real broker) ---------------------------------------------
+
+# services_kafka_jars: makes sure the broker's jars pinned by deploy/kafka/pom.xml
+# are in SERVICES_KAFKA_LIB (Maven resolves them from Maven Central the first
+# time; a stamp holding the pom's checksum makes every later call download
+# nothing). Needs java and mvn (Debian: default-jre-headless, maven).
+services_kafka_jars() {
+    local pom=$_SERVICES_ROOT/deploy/kafka/pom.xml stamp=$SERVICES_KAFKA_LIB/.pom.sha256 sum
+    sum=$(sha256sum "$pom" | cut -d' ' -f1)
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$sum" ]]; then
+        return 0
+    fi
+    command -v java >/dev/null && command -v mvn >/dev/null || {
+        _services_err "java and mvn are needed for the Kafka broker (apt-get install -y default-jre-headless maven)"
+        return 1
+    }
+    echo "services: resolving the Kafka broker's jars (deploy/kafka/pom.xml) into $SERVICES_KAFKA_LIB" >&2
+    rm -rf "$SERVICES_KAFKA_LIB"
+    mkdir -p "$SERVICES_KAFKA_LIB"
+    if ! mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$SERVICES_KAFKA_LIB" >"$SERVICES_KAFKA_LIB/../mvn.log" 2>&1; then
+        _services_err "mvn could not resolve deploy/kafka/pom.xml"
+        _services_log_tail "$SERVICES_KAFKA_LIB/../mvn.log"
+        return 1
+    fi
+    echo "$sum" >"$stamp"
+}
+
+# _services_kafka_jvm: sets the array _SERVICES_KAFKA_JVM to the JVM options: the
+# broker's classpath, a small heap and the serial GC (a single-node test broker
+# on a 2-core machine), quiet logging (deploy/kafka/log4j.properties).
+_services_kafka_jvm() {
+    _SERVICES_KAFKA_JVM=(-Xms64m "-Xmx$SERVICES_KAFKA_HEAP" -XX:+UseSerialGC
+        -XX:TieredStopAtLevel=1 -XX:-UsePerfData -Djava.awt.headless=true
+        "-Dlog4j.configuration=file:$_SERVICES_ROOT/deploy/kafka/log4j.properties"
+        -cp "$SERVICES_KAFKA_LIB/*")
+}
+
+# _services_kafka_cluster_id: a random KRaft cluster id (16 bytes, base64url).
+_services_kafka_cluster_id() {
+    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='
+}
+
+# services_start_kafka [--topic T] [--partitions N]: starts Apache Kafka in KRaft
+# mode (one process, broker and controller) on 127.0.0.1 with a free port for
+# each listener, its log directory in $SERVICES_DIR/kafka (formatted with
+# kafka.tools.StorageTool on the first start), and creates topic T (default
+# chat) with N partitions (default 8). Ready means a metadata request through
+# librdkafka (chatd-kafka-probe topic=N) lists the broker and a leader for every
+# partition, not a sleep. A second call after services_stop_kafka or
+# services_kill_kafka starts it on the same ports and the same log directory:
+# data, committed offsets and producer state are kept, as on a real restart.
+# Exports CHATD_KAFKA_BROKERS=127.0.0.1:PORT and CHATD_KAFKA_TOPIC=T.
+services_start_kafka() {
+    services_init || return 1
+    local topic=chat partitions=8
+    while (($#)); do
+        case $1 in
+        --topic) topic=$2; shift 2 ;;
+        --partitions) partitions=$2; shift 2 ;;
+        *) _services_err "services_start_kafka: unknown argument $1"; return 1 ;;
+        esac
+    done
+    local dir=$SERVICES_DIR/kafka log=$SERVICES_DIR/kafka.log probe port cport pid
+    probe="$_SERVICES_ROOT/build/$SERVICES_BUILD_MODE/deploy/mockbroker/chatd-kafka-probe"
+    [[ -x "$probe" ]] || {
+        _services_err "$probe not built (run: scons -Q mode=$SERVICES_BUILD_MODE deploy)"
+        return 1
+    }
+    if [[ -f "$SERVICES_DIR/kafka.pid" ]] && kill -0 "$(cat "$SERVICES_DIR/kafka.pid")" 2>/dev/null; then
+        _services_err "kafka already running (pid $(cat "$SERVICES_DIR/kafka.pid"))"
+        return 1
+    fi
+    services_kafka_jars || return 1
+    _services_kafka_jvm
+    if [[ ! -f "$dir/server.properties" ]]; then
+        mkdir -p "$dir/data"
+        port=$(services_free_port) || return 1
+        cport=$(services_free_port) || return 1
+        echo "$port" >"$SERVICES_DIR/kafka.port"
+        _services_kafka_config "$dir" "$port" "$cport" >"$dir/server.properties"
+        : >"$log"
+        if ! java "${_SERVICES_KAFKA_JVM[@]}" kafka.tools.StorageTool format --ignore-formatted \
+            -t "$(_services_kafka_cluster_id)" -c "$dir/server.properties" >>"$log" 2>&1; then
+            _services_err "kafka storage format failed"
+            _services_log_tail "$log"
+            return 1
+        fi
+    fi
+    port=$(cat "$SERVICES_DIR/kafka.port")
+    # a simple command in the background: $! is the JVM itself, not a subshell
+    java "${_SERVICES_KAFKA_JVM[@]}" kafka.Kafka "$dir/server.properties" >>"$log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$SERVICES_DIR/kafka.pid"
+    echo "$topic $partitions" >"$SERVICES_DIR/kafka.topic"
+    if ! _services_wait_until "$SERVICES_TIMEOUT" "$pid" "kafka on 127.0.0.1:$port" \
+        "$probe" "127.0.0.1:$port" "$topic" "topic=$partitions" 5000; then
+        _services_log_tail "$log"
+        _services_stop_pid "$pid" kafka KILL || true
+        rm -f "$SERVICES_DIR/kafka.pid"
+        return 1
+    fi
+    export CHATD_KAFKA_BROKERS=127.0.0.1:$port
+    export CHATD_KAFKA_TOPIC=$topic
+}
+
+# _services_kafka_config DIR PORT CONTROLLER_PORT: the broker's server.properties.
+# One node, replication factor 1 everywhere, no group join delay, and small
+# thread pools and buffers for a 2-core machine.
+_services_kafka_config() {
+    cat <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$3
+listeners=PLAINTEXT://127.0.0.1:$2,CONTROLLER://127.0.0.1:$3
+advertised.listeners=PLAINTEXT://127.0.0.1:$2
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$1/data
+auto.create.topics.enable=false
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+group.initial.rebalance.delay.ms=0
+log.cleaner.threads=1
+log.cleaner.dedupe.buffer.size=4194304
+num.network.threads=2
+num.io.threads=2
+num.recovery.threads.per.data.dir=1
+background.threads=2
+log.segment.bytes=67108864
+EOF
+}
+
+# services_stop_kafka: SIGTERM (a controlled shutdown), SIGKILL after
+# SERVICES_TIMEOUT. Keeps ports and data for services_start_kafka.
+services_stop_kafka() {
+    [[ -n "${SERVICES_DIR:-}" && -f "$SERVICES_DIR/kafka.pid" ]] || return 0
+    kill -CONT "$(cat "$SERVICES_DIR/kafka.pid")" 2>/dev/null || true
+    _services_stop_pid "$(cat "$SERVICES_DIR/kafka.pid")" kafka || return 1
+    rm -f "$SERVICES_DIR/kafka.pid"
+}
+
+# services_kill_kafka: SIGKILL, as a crash: the next start recovers its log.
+services_kill_kafka() {
+    [[ -n "${SERVICES_DIR:-}" && -f "$SERVICES_DIR/kafka.pid" ]] || return 0
+    _services_stop_pid "$(cat "$SERVICES_DIR/kafka.pid")" kafka KILL || return 1
+    rm -f "$SERVICES_DIR/kafka.pid"
+}
+
+# services_restart_kafka: start again after a stop or a kill (same ports, same log
+# directory, same topic); stops it first if it runs. Waits for the leaders again.
+services_restart_kafka() {
+    local t
+    read -r -a t <"$SERVICES_DIR/kafka.topic"
+    services_stop_kafka && services_start_kafka --topic "${t[0]}" --partitions "${t[1]}"
+}
+
+# services_pause_kafka / services_resume_kafka: SIGSTOP / SIGCONT (a hung broker).
+services_pause_kafka() {
+    kill -STOP "$(cat "$SERVICES_DIR/kafka.pid")"
+}
+services_resume_kafka() {
+    kill -CONT "$(cat "$SERVICES_DIR/kafka.pid")"
+}
+
 # services_broker_bin: prints the path of chatd-mockbroker for SERVICES_BUILD_MODE.
 services_broker_bin() {
     echo "$_SERVICES_ROOT/build/$SERVICES_BUILD_MODE/deploy/mockbroker/chatd-mockbroker"
@@ -456,7 +637,7 @@ sys.exit(0 if reply.startswith("ok") else 1)
 EOF
 }
 
-# services_stop_all: stops the broker, Redis and PostgreSQL (each: polite signal,
+# services_stop_all: stops the brokers (mock and real), Redis and PostgreSQL (each: polite signal,
 # SIGKILL after SERVICES_TIMEOUT), then removes SERVICES_DIR if services_init made
 # it, and unsets the exported variables. Safe to call twice or with nothing started.
 services_stop_all() {
@@ -465,6 +646,7 @@ services_stop_all() {
         return 0
     fi
     services_stop_broker || rc=1
+    services_stop_kafka || rc=1
     services_stop_redis || rc=1
     services_stop_postgres || rc=1
     if ((rc == 0)) && [[ -f "$SERVICES_DIR/.chatd-services" ]]; then

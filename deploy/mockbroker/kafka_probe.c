@@ -3,11 +3,17 @@
  *
  *   chatd-kafka-probe BROKERS TOPIC produce   [TIMEOUT_MS]
  *   chatd-kafka-probe BROKERS TOPIC roundtrip [TIMEOUT_MS]
+ *   chatd-kafka-probe BROKERS TOPIC topic=N   [TIMEOUT_MS]
  *
  * produce:   sends one message (acks=all) and waits for its delivery report.
  * roundtrip: produce, then reads the message back from the partition and offset the
  *            delivery report named (plain assign, no consumer group, so no
  *            group-join delay) and checks the payload is byte-identical.
+ *
+ * topic=N:   the readiness check of a real broker: creates TOPIC with N partitions
+ *            (replication factor 1; an existing topic is kept), then asks for
+ *            metadata until the broker is listed and every one of the N partitions
+ *            has a leader. A topic that exists with another partition count fails.
  *
  * TIMEOUT_MS (default 10000) bounds the whole run: message.timeout.ms is set to it,
  * and the consume phase gets what is left. Exit 0 and one "ok ..." line on stdout on
@@ -159,17 +165,112 @@ static int consume_at(const char *brokers, const char *topic, const struct deliv
     return 0;
 }
 
+/* topic_ready: 1 when the metadata lists a broker and TOPIC with `partitions`
+ * partitions that all have a leader, 0 when not yet, -1 when it never will (wrong
+ * partition count; line printed). */
+static int topic_ready(rd_kafka_t *rk, const char *topic, int partitions)
+{
+    const struct rd_kafka_metadata *md;
+    int ready = 0;
+
+    if (rd_kafka_metadata(rk, 1, NULL, &md, 1000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    for (int i = 0; i < md->topic_cnt && md->broker_cnt > 0; i++) {
+        const struct rd_kafka_metadata_topic *t = &md->topics[i];
+        if (strcmp(t->topic, topic) != 0 || t->err)
+            continue;
+        if (t->partition_cnt != partitions) {
+            printf("fail topic %s has %d partitions, not %d\n", topic, t->partition_cnt,
+                   partitions);
+            ready = -1;
+            break;
+        }
+        ready = 1;
+        for (int j = 0; j < t->partition_cnt; j++)
+            if (t->partitions[j].err || t->partitions[j].leader < 0)
+                ready = 0;
+    }
+    rd_kafka_metadata_destroy(md);
+    return ready;
+}
+
+/* create_topic: creates TOPIC (an existing one is fine) and waits until
+ * topic_ready. Returns 0, or -1 with a line printed. */
+static int create_topic(const char *brokers, const char *topic, int partitions,
+                        int64_t deadline)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    int ready = 0, created = 0;
+
+    if (set(conf, "bootstrap.servers", brokers) || set(conf, "client.id", "chatd-kafka-probe")) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        printf("fail admin client: %s\n", errstr);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    while (ready == 0 && now_ms() < deadline) {
+        if (!created) {
+            rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, errstr,
+                                                            sizeof errstr);
+            rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+            rd_kafka_event_t *ev;
+            rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+            ev = rd_kafka_queue_poll(q, (int)(deadline - now_ms()));
+            if (ev) {
+                size_t n = 0;
+                const rd_kafka_topic_result_t **res =
+                    rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+                rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+                if (!err && n == 1)
+                    err = rd_kafka_topic_result_error(res[0]);
+                if (!err || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                    created = 1;
+                else
+                    fprintf(stderr, "chatd-kafka-probe: create %s: %s\n", topic,
+                            rd_kafka_err2str(err));
+                rd_kafka_event_destroy(ev);
+            }
+            rd_kafka_queue_destroy(q);
+            rd_kafka_NewTopic_destroy(nt);
+        }
+        if (created)
+            ready = topic_ready(rk, topic, partitions);
+        if (ready == 0)
+            usleep(100 * 1000);
+    }
+    rd_kafka_destroy(rk);
+    if (ready == 0)
+        printf("fail topic %s: no leaders for its %d partitions in time\n", topic, partitions);
+    return ready == 1 ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
     struct delivery d = {0};
     char payload[128];
     int timeout_ms = 10000;
     int64_t start = now_ms();
-    int roundtrip;
+    int roundtrip, partitions = 0;
 
+    if (argc >= 4 && strncmp(argv[3], "topic=", 6) == 0) {
+        char *end;
+        long v = strtol(argv[3] + 6, &end, 10);
+        if (*end || v < 1 || v > 10000) {
+            fprintf(stderr, "chatd-kafka-probe: topic=N wants N in 1..10000\n");
+            return 2;
+        }
+        partitions = (int)v;
+    }
     if (argc < 4 || argc > 5 ||
-        (strcmp(argv[3], "produce") != 0 && strcmp(argv[3], "roundtrip") != 0)) {
-        fprintf(stderr, "usage: chatd-kafka-probe BROKERS TOPIC produce|roundtrip [TIMEOUT_MS]\n");
+        (!partitions && strcmp(argv[3], "produce") != 0 && strcmp(argv[3], "roundtrip") != 0)) {
+        fprintf(stderr, "usage: chatd-kafka-probe BROKERS TOPIC produce|roundtrip|topic=N "
+                        "[TIMEOUT_MS]\n");
         return 2;
     }
     if (argc == 5) {
@@ -180,6 +281,13 @@ int main(int argc, char **argv)
             return 2;
         }
         timeout_ms = (int)v;
+    }
+    if (partitions) {
+        if (create_topic(argv[1], argv[2], partitions, start + timeout_ms))
+            return 1;
+        printf("ok topic %s with %d partitions, all led, in %" PRId64 " ms\n", argv[2],
+               partitions, now_ms() - start);
+        return 0;
     }
     roundtrip = strcmp(argv[3], "roundtrip") == 0;
     snprintf(payload, sizeof payload, "chatd-kafka-probe pid=%ld t=%" PRId64, (long)getpid(),

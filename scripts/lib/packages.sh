@@ -7,10 +7,10 @@ CHATD_BUILD_PACKAGES="gcc pkg-config scons libev-dev libmsgpack-dev libcmocka-de
     libjansson-dev libwebsockets-dev libwebsockets-evlib-ev librdkafka-dev
     libhiredis-dev libpq-dev"
 
-# To run: the services and curl (readiness checks).
-CHATD_RUN_PACKAGES="postgresql redis-server curl"
+# To run: the services (Java and Maven for the Kafka broker) and curl.
+CHATD_RUN_PACKAGES="postgresql redis-server curl default-jre-headless maven"
 
 # To test: clang and its runtime for libFuzzer, the services.
-CHATD_TEST_PACKAGES="clang libclang-rt-14-dev python3 postgresql redis-server curl docker-compose"
+CHATD_TEST_PACKAGES="default-jre-headless maven clang libclang-rt-14-dev python3 postgresql redis-server curl docker-compose"
 
 # Install what is missing with services_require_packages (scripts/services.sh).
