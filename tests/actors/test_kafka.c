@@ -1,11 +1,15 @@
 /*
- * The producer and consumer actors against the stand-in broker.
+ * The producer and consumer actors against a real Apache Kafka broker.
  *
- * Needs CHATD_KAFKA_BROKERS (a broker holding cfg.kafka_topic, e.g.
- * chatd-mockbroker --topic chatd-messages --partitions 4) and, with the mock,
- * CHATD_KAFKA_OPTIONS="session.timeout.ms=6000,fetch.wait.max.ms=10,
- * reconnect.backoff.max.ms=1000". The broker-down test also needs
- * CHATD_KAFKA_CONTROL, the mock's control socket. The topic is shared
+ * Needs CHATD_KAFKA_BROKERS (a broker holding cfg.kafka_topic, as
+ * services_start_kafka --topic chatd-test --partitions 4 makes) and
+ * CHATD_KAFKA_OPTIONS="session.timeout.ms=6000,fetch.wait.max.ms=10".
+ * The broker-down test alone runs against the mock stand-in
+ * (CHATD_MOCK_KAFKA_BROKERS and its control socket CHATD_KAFKA_CONTROL): it takes
+ * the broker down and up several times within one test in milliseconds, which a
+ * real broker cannot do on one machine (a restart takes seconds and would stall
+ * the tests after it); the real broker's kill and restart are in
+ * tests/integration/faults.test.mjs. The topic is shared
  * between tests and runs, so each test uses its own rooms (a per-run prefix)
  * and its own consumer group, and looks only at its own rooms.
  */
@@ -243,6 +247,11 @@ test_broker_down_then_up(void **state)
 {
     (void)state;
     setup_config("p3");
+    harness_config(&cfg, "CHATD_MOCK_KAFKA_BROKERS,CHATD_KAFKA_CONTROL");
+    cfg.produce_timeout_ms = 1500;
+    cfg.request_timeout_ms = 1000;
+    cfg.kafka_group = group_buf;
+    cfg.kafka_brokers = getenv("CHATD_MOCK_KAFKA_BROKERS");
     rt_runtime *rt = rt_test_open(NULL);
     rt_id sock = stub_spawn(rt, CHATD_SOCKET);
     spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);

@@ -1,7 +1,8 @@
 // tests/integration/cluster.mjs: the harness of the integration tests.
 //
-// One Cluster per test file: the backing services (PostgreSQL, Redis, the
-// stand-in Kafka broker with a topic of an explicit partition count) started once
+// One Cluster per test file: the backing services (PostgreSQL, Redis, a real
+// Apache Kafka broker, or the mock stand-in with `broker: 'mock'`, with a topic of
+// an explicit partition count) started once
 // through scripts/services.sh (services-wrapper.sh), then N chatd nodes on free
 // ports, each with its own --node-id and a log file in a temp dir. Everything is
 // stopped at the end of the file (nodes by SIGTERM, checked to exit 0), and the
@@ -329,7 +330,9 @@ export class Cluster {
         await Promise.all([
             this.services.cmd('start_postgres'),
             this.services.cmd('start_redis'),
-            this.services.cmd(`start_broker --topic ${this.topic} --partitions ${this.partitions}`),
+            this.opts.broker === 'mock'
+                ? this.services.cmd(`start_broker --topic ${this.topic} --partitions ${this.partitions}`)
+                : this.services.cmd(`start_kafka --topic ${this.topic} --partitions ${this.partitions}`),
         ]);
         const n = this.opts.nodes || 1;
         for (let i = 0; i < n; i++) {

@@ -5,8 +5,9 @@
 #   tests/integration/run.sh [node --test args...]      e.g. faults.test.mjs
 #
 # Environment: CHATD_BUILD=debug|asan|release (default debug) picks
-# build/<mode>/actors/chatd and the stand-in broker of the same mode; both must be
-# built (scons -Q -j2 mode=<mode>). CHATD_IT_KEEP=1 keeps each file's temp dir
+# build/<mode>/actors/chatd and chatd-kafka-probe of the same mode (the Kafka
+# broker's readiness check); both must be built (scons -Q -j2 mode=<mode>). The
+# services, Apache Kafka among them, are started by each file's harness. CHATD_IT_KEEP=1 keeps each file's temp dir
 # (node logs); CHATD_IT_VERBOSE=1 prints timings and whole logs on failure.
 #
 # Installs the pinned packages with `npm ci` unless node_modules already matches
@@ -25,7 +26,7 @@ if [[ ! -f $stamp ]] || ! cmp -s <(node -e 'const l=require("./package-lock.json
 fi
 
 mode=${CHATD_BUILD:-debug}
-for f in "$root/build/$mode/actors/chatd" "$root/build/$mode/deploy/mockbroker/chatd-mockbroker"; do
+for f in "$root/build/$mode/actors/chatd" "$root/build/$mode/deploy/mockbroker/chatd-kafka-probe"; do
     [[ -x $f ]] || { echo "run.sh: $f not built (scons -Q -j2 mode=$mode)" >&2; exit 2; }
 done
 

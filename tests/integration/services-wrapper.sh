@@ -10,9 +10,11 @@
 # exported service variables (SERVICES_DIR, CHATD_PG_DSN, CHATD_REDIS_URL,
 # CHATD_KAFKA_BROKERS, CHATD_KAFKA_CONTROL, ...). Commands:
 #
-#   start_postgres | start_redis | start_broker [ARGS...]
-#   stop_postgres  | stop_redis  | stop_broker
-#   restart_postgres | restart_redis
+#   start_postgres | start_redis | start_kafka [--topic T --partitions N]
+#   stop_postgres  | stop_redis  | stop_kafka
+#   restart_postgres | restart_redis | restart_kafka   (same port, same data)
+#   kill_kafka | pause_kafka | resume_kafka           (SIGKILL, SIGSTOP, SIGCONT)
+#   start_broker [ARGS...] | stop_broker              (the mock stand-in)
 #   broker_ctl WORDS...           (the mock broker's control socket)
 #   env                           (just the variables)
 #   stop                          (services_stop_all, then exit with its status)
@@ -60,7 +62,8 @@ while IFS= read -r line; do
     rc=0
     case $cmd in
     start_postgres | start_redis | start_broker | stop_postgres | stop_redis | stop_broker | \
-        restart_postgres | restart_redis)
+        restart_postgres | restart_redis | start_kafka | stop_kafka | kill_kafka | \
+        restart_kafka | pause_kafka | resume_kafka)
         # Run in this shell (not a subshell) so exports and child processes stay ours.
         "services_$cmd" "${args[@]}" || rc=$?
         ;;

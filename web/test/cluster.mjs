@@ -120,23 +120,10 @@ export class Cluster {
         await this.ready(i);
     }
 
-    // One line to the stand-in broker's control socket (e.g. `down all`, `up all`).
-    brokerCtl(line) {
-        return new Promise((resolve, reject) => {
-            const c = net.connect(this.env.CHATD_KAFKA_CONTROL);
-            let buf = '';
-            c.setTimeout(5000, () => { c.destroy(); reject(new Error(`broker ctl ${line}: no answer`)); });
-            c.on('error', reject);
-            c.on('data', (d) => {
-                buf += d;
-                const nl = buf.indexOf('\n');
-                if (nl < 0) return;
-                c.end();
-                const reply = buf.slice(0, nl);
-                if (reply.startsWith('ok')) resolve(reply); else reject(new Error(`broker ctl ${line}: ${reply}`));
-            });
-            c.write(line + '\n');
-        });
+    // Hangs the Kafka broker (SIGSTOP) or lets it go on (SIGCONT): to a client a
+    // hung broker is one that is down, and it comes back without a restart.
+    brokerHang(hung) {
+        process.kill(this.env.KAFKA_PID, hung ? 'SIGSTOP' : 'SIGCONT');
     }
 
     async stop() {
