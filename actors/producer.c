@@ -217,6 +217,13 @@ produce(rt_actor *self, producer *st, const proto_env *msg)
     st->tail = p;
     st->waiting++;
     arm_tick(self, st, TICK_MS);
+    /* The fault point "fatal" (--faults 'crash:producer.fatal,after=N,max=1')
+     * makes librdkafka raise a real fatal error, the one a fenced idempotent
+     * producer gets, so the way from on_error to a restart is tested. */
+    double delay_ms;
+    if (rt_fault_point(self, "fatal", &delay_ms) == RT_FAULT_CRASH)
+        rd_kafka_test_fatal_error(st->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                  "injected by a fault rule (producer.fatal)");
 }
 
 /* Answers unavailable for entries past their deadline (they stay linked
