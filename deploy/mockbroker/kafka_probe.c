@@ -4,6 +4,7 @@
  *   chatd-kafka-probe BROKERS TOPIC produce   [TIMEOUT_MS]
  *   chatd-kafka-probe BROKERS TOPIC roundtrip [TIMEOUT_MS]
  *   chatd-kafka-probe BROKERS TOPIC topic=N   [TIMEOUT_MS]
+ *   chatd-kafka-probe BROKERS TOPIC latency=N [TIMEOUT_MS]
  *
  * produce:   sends one message (acks=all) and waits for its delivery report.
  * roundtrip: produce, then reads the message back from the partition and offset the
@@ -14,6 +15,11 @@
  *            (replication factor 1; an existing topic is kept), then asks for
  *            metadata until the broker is listed and every one of the N partitions
  *            has a leader. A topic that exists with another partition count fails.
+ *
+ * latency=N: a benchmark, not a check: produces N messages of 100 bytes one at a
+ *            time with chatd's producer settings (acks=all, idempotence,
+ *            linger.ms=1), each after the previous one's delivery report, and
+ *            prints the produce->ack median, p90, p99 and max in ms.
  *
  * TIMEOUT_MS (default 10000) bounds the whole run: message.timeout.ms is set to it,
  * and the consume phase gets what is left. Exit 0 and one "ok ..." line on stdout on
@@ -250,27 +256,97 @@ static int create_topic(const char *brokers, const char *topic, int partitions,
     return ready == 1 ? 0 : -1;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double now_ms_f(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* latency: N sequential produce->ack round trips; prints the percentiles. */
+static int latency(const char *brokers, const char *topic, int n, int timeout_ms)
+{
+    char errstr[256], payload[100], key[16];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    double *lat = calloc((size_t)n, sizeof *lat);
+    int rc = -1;
+
+    memset(payload, 'x', sizeof payload);
+    if (!lat || set(conf, "bootstrap.servers", brokers) || set(conf, "acks", "all") ||
+        set(conf, "enable.idempotence", "true") || set(conf, "linger.ms", "1") ||
+        set(conf, "client.id", "chatd-kafka-probe")) {
+        rd_kafka_conf_destroy(conf);
+        free(lat);
+        return -1;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        printf("fail producer: %s\n", errstr);
+        rd_kafka_conf_destroy(conf);
+        free(lat);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        struct delivery d = {0};
+        double t0 = now_ms_f(), deadline = t0 + timeout_ms;
+        snprintf(key, sizeof key, "room%d", i % 16);
+        if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                              RD_KAFKA_V_VALUE(payload, sizeof payload),
+                              RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_OPAQUE(&d),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) {
+            printf("fail produce %d\n", i);
+            goto out;
+        }
+        while (!d.done && now_ms_f() < deadline)
+            rd_kafka_poll(rk, 1);
+        if (!d.done || d.err) {
+            printf("fail message %d: %s\n", i, d.done ? rd_kafka_err2str(d.err) : "no report");
+            goto out;
+        }
+        lat[i] = now_ms_f() - t0;
+    }
+    qsort(lat, (size_t)n, sizeof *lat, cmp_double);
+    printf("ok latency %s: %d produce->ack, median %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+           brokers, n, lat[n / 2], lat[n * 90 / 100], lat[n * 99 / 100], lat[n - 1]);
+    rc = 0;
+out:
+    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_destroy(rk);
+    free(lat);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct delivery d = {0};
     char payload[128];
     int timeout_ms = 10000;
     int64_t start = now_ms();
-    int roundtrip, partitions = 0;
+    int roundtrip, partitions = 0, count = 0;
 
-    if (argc >= 4 && strncmp(argv[3], "topic=", 6) == 0) {
+    if (argc >= 4 && (strncmp(argv[3], "topic=", 6) == 0 || strncmp(argv[3], "latency=", 8) == 0)) {
         char *end;
-        long v = strtol(argv[3] + 6, &end, 10);
-        if (*end || v < 1 || v > 10000) {
-            fprintf(stderr, "chatd-kafka-probe: topic=N wants N in 1..10000\n");
+        int is_topic = argv[3][0] == 't';
+        long v = strtol(strchr(argv[3], '=') + 1, &end, 10);
+        if (*end || v < 1 || v > (is_topic ? 10000 : 1000000)) {
+            fprintf(stderr, "chatd-kafka-probe: %s wants a count in range\n", argv[3]);
             return 2;
         }
-        partitions = (int)v;
+        *(is_topic ? &partitions : &count) = (int)v;
     }
     if (argc < 4 || argc > 5 ||
-        (!partitions && strcmp(argv[3], "produce") != 0 && strcmp(argv[3], "roundtrip") != 0)) {
-        fprintf(stderr, "usage: chatd-kafka-probe BROKERS TOPIC produce|roundtrip|topic=N "
-                        "[TIMEOUT_MS]\n");
+        (!partitions && !count && strcmp(argv[3], "produce") != 0 &&
+         strcmp(argv[3], "roundtrip") != 0)) {
+        fprintf(stderr, "usage: chatd-kafka-probe BROKERS TOPIC "
+                        "produce|roundtrip|topic=N|latency=N [TIMEOUT_MS]\n");
         return 2;
     }
     if (argc == 5) {
@@ -282,6 +358,8 @@ int main(int argc, char **argv)
         }
         timeout_ms = (int)v;
     }
+    if (count)
+        return latency(argv[1], argv[2], count, timeout_ms) ? 1 : 0;
     if (partitions) {
         if (create_topic(argv[1], argv[2], partitions, start + timeout_ms))
             return 1;

@@ -3,10 +3,12 @@
 # loopback, runs the load generator scripts/bench/load.mjs against it, stops
 # the cluster (SIGTERM: nodes drain, services stop), and prints a figure table.
 #
-#   scripts/bench/run.sh [--runs N] [load.mjs options...]
+#   scripts/bench/run.sh [--runs N] [--kafka mock] [load.mjs options...]
 #
 # --runs N (default 1) repeats on a fresh cluster each time and prints the
-# medians at the end. load.mjs options: --idle 2000 --rooms 10 --members 100
+# medians at the end. The broker is a real Apache Kafka (deploy/kafka, the
+# version scripts/run starts); --kafka mock measures the in-memory stand-in
+# instead. The first line of the figures names the broker measured. load.mjs options: --idle 2000 --rooms 10 --members 100
 # --rate 200 --seconds 15 --sat-rates 400,800,1600,3200 --sat-seconds 8.
 # Bounded: the cluster has 600 s to become ready (the first build), each load
 # run 300 s. Senders get --rate 1000 --rate-burst 2000 so the per-connection
@@ -14,7 +16,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=1
-if [[ ${1:-} == --runs ]]; then runs=$2; shift 2; fi
+kafka=()
+while [[ ${1:-} == --runs || ${1:-} == --kafka ]]; do
+    case $1 in
+    --runs) runs=$2 ;;
+    --kafka) kafka=(--kafka "$2") ;;
+    esac
+    shift 2
+done
 out=$(mktemp -d "${TMPDIR:-/tmp}/chatd-bench.XXXXXX")
 runpid=""
 stop_cluster() {
@@ -29,7 +38,7 @@ trap 'exit 130' INT TERM
 
 for ((i = 1; i <= runs; i++)); do
     echo "bench: run $i/$runs: starting a 2-node cluster (scripts/run --mode release)" >&2
-    scripts/run --nodes 2 --mode release -- --rate 1000 --rate-burst 2000 \
+    scripts/run --nodes 2 --mode release "${kafka[@]}" -- --rate 1000 --rate-burst 2000 \
         >"$out/run$i.out" 2>"$out/run$i.err" &
     runpid=$!
     deadline=$((SECONDS + 600))
@@ -45,6 +54,7 @@ for ((i = 1; i <= runs; i++)); do
     pids=$(sed -n 's/^node[0-9]*: pid \([0-9]*\) .*/\1/p' "$out/run$i.err" | paste -sd, -)
     log0=$(sed -n 's/^node0: .* log \(.*\)$/\1/p' "$out/run$i.err")
     echo "bench: ready $urls (pids $pids)" >&2
+    echo "broker measured: $(sed -n 's/^broker: //p' "$out/run$i.err" | head -n 1)"
     rc=0
     timeout 330 node scripts/bench/load.mjs --urls "$urls" --pids "$pids" \
         --services-dir "$(dirname "$log0")" --json "$out/run$i.json" "$@" || rc=$?
