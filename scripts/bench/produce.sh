@@ -27,7 +27,7 @@ echo "steal: $(awk '/^cpu / {print $9}' /proc/stat) jiffies so far"
 for name in kafka mock; do
     brokers=$CHATD_KAFKA_BROKERS
     [[ $name == mock ]] && brokers=$mock
-    "$probe" "$brokers" bench latency=200 >/dev/null # warm-up: producer id, leaders
+    "$probe" "$brokers" bench latency=200 >/dev/null 2>&1 # warm-up: producer id, leaders
     for r in 1 2 3; do
         line=$("$probe" "$brokers" bench "latency=$n")
         echo "$name round $r: ${line#ok latency }"
@@ -36,15 +36,12 @@ for name in kafka mock; do
 done
 echo
 printf '%-6s %10s %10s %10s\n' broker median p90 p99
+# fig FILE NAME: the median over the rounds of the figure after the word NAME
+fig() {
+    awk -v w="$2" '{ for (i = 1; i < NF; i++) if ($i == w) print $(i + 1) }' "$1" |
+        sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
 for name in kafka mock; do
-    # median of the 3 rounds' figures, each figure on its own
-    awk -v name="$name" '{
-        for (i = 1; i <= NF; i++) {
-            if ($i == "median") m[NR] = $(i + 1); if ($i == "p90") a[NR] = $(i + 1);
-            if ($i == "p99") b[NR] = $(i + 1)
-        }
-    } END {
-        asort(m); asort(a); asort(b)
-        printf "%-6s %8.2f ms %7.2f ms %7.2f ms\n", name, m[2], a[2], b[2]
-    }' "$SERVICES_DIR/$name.rounds"
+    f=$SERVICES_DIR/$name.rounds
+    printf '%-6s %7s ms %7s ms %7s ms\n' "$name" "$(fig "$f" median)" "$(fig "$f" p90)" "$(fig "$f" p99)"
 done
