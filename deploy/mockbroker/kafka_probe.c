@@ -71,30 +71,48 @@ static int set(rd_kafka_conf_t *conf, const char *k, const char *v)
     return 0;
 }
 
+/* client: a librdkafka client of TYPE for BROKERS, its client.id set, then the
+ * NULL-terminated key/value pairs KV; producers report deliveries to
+ * on_delivery. NULL, with a "fail ..." line printed, when it cannot be made. */
+static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers, const char *const *kv)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+
+    if (set(conf, "bootstrap.servers", brokers) || set(conf, "client.id", "chatd-kafka-probe")) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    for (; kv && kv[0]; kv += 2) {
+        if (set(conf, kv[0], kv[1])) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    if (type == RD_KAFKA_PRODUCER)
+        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
+    if (!rk) {
+        printf("fail client: %s\n", errstr);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
 /* produce_one: returns 0 and fills d on delivery, -1 on failure (line printed). */
 static int produce_one(const char *brokers, const char *topic, const char *payload,
                        int timeout_ms, struct delivery *d)
 {
-    char errstr[256], tmo[32];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char tmo[32];
     rd_kafka_t *rk;
     rd_kafka_resp_err_t err;
     int64_t deadline = now_ms() + timeout_ms;
 
     snprintf(tmo, sizeof tmo, "%d", timeout_ms);
-    if (set(conf, "bootstrap.servers", brokers) || set(conf, "acks", "all") ||
-        set(conf, "message.timeout.ms", tmo) || set(conf, "linger.ms", "0") ||
-        set(conf, "client.id", "chatd-kafka-probe")) {
-        rd_kafka_conf_destroy(conf);
+    const char *kv[] = { "acks", "all", "message.timeout.ms", tmo, "linger.ms", "0", NULL };
+    if (!(rk = client(RD_KAFKA_PRODUCER, brokers, kv)))
         return -1;
-    }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        printf("fail producer: %s\n", errstr);
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
     err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
                             RD_KAFKA_V_VALUE((void *)payload, strlen(payload)),
                             RD_KAFKA_V_KEY("probe", 5), RD_KAFKA_V_OPAQUE(d),
@@ -127,24 +145,14 @@ static int produce_one(const char *brokers, const char *topic, const char *paylo
 static int consume_at(const char *brokers, const char *topic, const struct delivery *d,
                       const char *payload, int64_t deadline)
 {
-    char errstr[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk;
     rd_kafka_topic_partition_list_t *parts;
     int found = 0;
+    const char *kv[] = { "group.id", "chatd-kafka-probe", "enable.auto.commit", "false",
+                         "fetch.wait.max.ms", "10", NULL };
 
-    if (set(conf, "bootstrap.servers", brokers) || set(conf, "group.id", "chatd-kafka-probe") ||
-        set(conf, "enable.auto.commit", "false") || set(conf, "fetch.wait.max.ms", "10") ||
-        set(conf, "client.id", "chatd-kafka-probe")) {
-        rd_kafka_conf_destroy(conf);
+    if (!(rk = client(RD_KAFKA_CONSUMER, brokers, kv)))
         return -1;
-    }
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        printf("fail consumer: %s\n", errstr);
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
     parts = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(parts, topic, d->partition)->offset = d->offset;
     rd_kafka_assign(rk, parts);
@@ -206,20 +214,11 @@ static int create_topic(const char *brokers, const char *topic, int partitions,
                         int64_t deadline)
 {
     char errstr[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk;
     int ready = 0, created = 0;
 
-    if (set(conf, "bootstrap.servers", brokers) || set(conf, "client.id", "chatd-kafka-probe")) {
-        rd_kafka_conf_destroy(conf);
+    if (!(rk = client(RD_KAFKA_PRODUCER, brokers, NULL)))
         return -1;
-    }
-    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        printf("fail admin client: %s\n", errstr);
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
     while (ready == 0 && now_ms() < deadline) {
         if (!created) {
             rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, errstr,
@@ -272,25 +271,14 @@ static double now_ms_f(void)
 /* latency: N sequential produce->ack round trips; prints the percentiles. */
 static int latency(const char *brokers, const char *topic, int n, int timeout_ms)
 {
-    char errstr[256], payload[100], key[16];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char payload[100], key[16];
+    const char *kv[] = { "acks", "all", "enable.idempotence", "true", "linger.ms", "1", NULL };
     rd_kafka_t *rk;
     double *lat = calloc((size_t)n, sizeof *lat);
     int rc = -1;
 
     memset(payload, 'x', sizeof payload);
-    if (!lat || set(conf, "bootstrap.servers", brokers) || set(conf, "acks", "all") ||
-        set(conf, "enable.idempotence", "true") || set(conf, "linger.ms", "1") ||
-        set(conf, "client.id", "chatd-kafka-probe")) {
-        rd_kafka_conf_destroy(conf);
-        free(lat);
-        return -1;
-    }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        printf("fail producer: %s\n", errstr);
-        rd_kafka_conf_destroy(conf);
+    if (!lat || !(rk = client(RD_KAFKA_PRODUCER, brokers, kv))) {
         free(lat);
         return -1;
     }

@@ -28,19 +28,24 @@ class Probe {
         });
     }
 
+    // the next room in turn; retried with the same id until acked, so the
+    // outcome of every id is known
+    async sendOne() {
+        const room = ROOMS[this.n % ROOMS.length];
+        const id = `p${this.n++}`;
+        const rec = { room, at: Date.now() };
+        this.sent.set(id, rec);
+        for (let tries = 0; tries < 20 && !rec.acked; tries++) {
+            const ack = await emitAck(this.sock, 'message', { room, id, text: `m ${id}` }, slow(8000)).catch(() => null);
+            if (ack && ack.ok) rec.acked = true;
+            else await sleep(200);
+        }
+    }
+
     async run(untilMs, pauseMs = 25) {
         this.stop = false;
         while (Date.now() < untilMs && !this.stop) {
-            const room = ROOMS[this.n % ROOMS.length];
-            const id = `p${this.n++}`;
-            const rec = { room, at: Date.now() };
-            this.sent.set(id, rec);
-            // retried with the same id until acked: the outcome of each id is known
-            for (let tries = 0; tries < 20 && !rec.acked; tries++) {
-                const ack = await emitAck(this.sock, 'message', { room, id, text: `m ${id}` }, slow(8000)).catch(() => null);
-                if (ack && ack.ok) rec.acked = true;
-                else await sleep(200);
-            }
+            await this.sendOne();
             await sleep(pauseMs);
         }
     }
@@ -59,17 +64,7 @@ class Probe {
     // n messages at once in waves (the in-flight limit is 256), all acked
     async burst(n, wave = 200) {
         for (let done = 0; done < n; done += wave) {
-            await Promise.all(Array.from({ length: Math.min(wave, n - done) }, async () => {
-                const room = ROOMS[this.n % ROOMS.length];
-                const id = `p${this.n++}`;
-                const rec = { room, at: Date.now() };
-                this.sent.set(id, rec);
-                for (let tries = 0; tries < 20 && !rec.acked; tries++) {
-                    const ack = await emitAck(this.sock, 'message', { room, id, text: `m ${id}` }, slow(8000)).catch(() => null);
-                    if (ack && ack.ok) rec.acked = true;
-                    else await sleep(200);
-                }
-            }));
+            await Promise.all(Array.from({ length: Math.min(wave, n - done) }, () => this.sendOne()));
         }
     }
 
