@@ -64,12 +64,15 @@ async function metricSum(urls, name) {
     for (const u of urls) s += (await metrics(u))[name] || 0;
     return s;
 }
+// The broker measured, named in the output; servicePids finds out which.
+let broker = 'a broker of your own (--kafka HOST:PORT)';
 // The services' pids (for their CPU), from scripts/services.sh's files.
 function servicePids(dir) {
     const out = {};
     if (!dir) return out;
     const read = (f) => { try { return fs.readFileSync(path.join(dir, f), 'utf8').split('\n')[0].trim(); } catch { return null; } };
-    const b = read('broker.pid'); if (b) out.kafka_mock = () => [b];
+    const b = read('broker.pid'); if (b) { out.kafka_mock = () => [b]; broker = 'librdkafka\'s in-memory mock broker'; }
+    const k = read('kafka.pid'); if (k) { out.kafka = () => [k]; broker = 'a real Apache Kafka (deploy/kafka, one KRaft node)'; }
     const r = read('redis.pid'); if (r) out.redis = () => [r];
     const pg = read('pg/postmaster.pid');
     if (pg) {
@@ -271,8 +274,8 @@ async function fanoutPhases(ctx, o) {
 
 // ---- output ------------------------------------------------------------------
 
-const NOTE = 'Indicative only: Kafka is librdkafka\'s in-memory mock broker, and the machine is a noisy ' +
-    '2-core box shared by chatd x2, PostgreSQL, Redis, the mock broker and this load generator.';
+const note = () => `Indicative only: Kafka is ${broker}, and the machine is a noisy ` +
+    '2-core box shared by chatd x2, PostgreSQL, Redis, the broker and this load generator.';
 const fmt = (x, d = 1) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
 
 function rows(r) {
@@ -306,11 +309,12 @@ function printTable(title, rs) {
     const w = Math.max(...rs.map((r) => r[0].length));
     console.log(`\n== ${title} ==`);
     for (const [k, v] of rs) console.log(`${k.padEnd(w)}  ${v}`);
-    console.log(NOTE);
+    console.log(note());
 }
 
 function summarize(files) {
     const runs = files.map((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
+    if (runs[0]?.broker) broker = runs[0].broker;
     const med = (xs) => { const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN; };
     const pick = (g) => runs.map(g);
     const line = (k, g, d = 2) => [k, `${fmt(med(pick(g)), d)}   (runs: ${pick(g).map((x) => fmt(x, d)).join(', ')})`];
@@ -343,7 +347,7 @@ async function main() {
         satSeconds: Number(opt('sat-seconds', 8)),
     };
     const ctx = { urls, pids, svc: servicePids(opt('services-dir')) };
-    const result = { options: o };
+    const result = { options: o, broker };
     console.error(`idle: ${o.idle} connections to node0 ...`);
     result.idle = await idlePhase(urls[0], pids[0], o.idle);
     console.error(`fanout: ${o.rooms} rooms x ${o.members} members, ${o.rate} msg/s for ${o.seconds} s ...`);
