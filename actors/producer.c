@@ -220,8 +220,7 @@ produce(rt_actor *self, producer *st, const proto_env *msg)
     /* The fault point "fatal" (--faults 'crash:producer.fatal,after=N,max=1')
      * makes librdkafka raise a real fatal error, the one a fenced idempotent
      * producer gets, so the way from on_error to a restart is tested. */
-    double delay_ms;
-    if (rt_fault_point(self, "fatal", &delay_ms) == RT_FAULT_CRASH)
+    if (rt_fault_point(self, "fatal", NULL) == RT_FAULT_CRASH)
         rd_kafka_test_fatal_error(st->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
                                   "injected by a fault rule (producer.fatal)");
 }

@@ -637,9 +637,9 @@ sys.exit(0 if reply.startswith("ok") else 1)
 EOF
 }
 
-# services_stop_all: stops the brokers (mock and real), Redis and PostgreSQL (each: polite signal,
-# SIGKILL after SERVICES_TIMEOUT), then removes SERVICES_DIR if services_init made
-# it, and unsets the exported variables. Safe to call twice or with nothing started.
+# services_stop_all: stops the brokers (mock and real), Redis and PostgreSQL
+# (each: polite signal, SIGKILL after SERVICES_TIMEOUT), then removes SERVICES_DIR
+# if services_init made it, and unsets the exported variables. Safe to call twice or with nothing started.
 services_stop_all() {
     local rc=0
     if [[ -z "${SERVICES_DIR:-}" ]]; then

@@ -43,11 +43,16 @@ struct delivery {
     int64_t offset;
 };
 
-static int64_t now_ms(void)
+static int64_t now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t now_ms(void)
+{
+    return now_us() / 1000;
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -261,13 +266,6 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double now_ms_f(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* latency: N sequential produce->ack round trips; prints the percentiles. */
 static int latency(const char *brokers, const char *topic, int n, int timeout_ms)
 {
@@ -284,7 +282,7 @@ static int latency(const char *brokers, const char *topic, int n, int timeout_ms
     }
     for (int i = 0; i < n; i++) {
         struct delivery d = {0};
-        double t0 = now_ms_f(), deadline = t0 + timeout_ms;
+        int64_t t0 = now_us(), deadline = t0 + (int64_t)timeout_ms * 1000;
         snprintf(key, sizeof key, "room%d", i % 16);
         if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
                               RD_KAFKA_V_VALUE(payload, sizeof payload),
@@ -293,13 +291,13 @@ static int latency(const char *brokers, const char *topic, int n, int timeout_ms
             printf("fail produce %d\n", i);
             goto out;
         }
-        while (!d.done && now_ms_f() < deadline)
+        while (!d.done && now_us() < deadline)
             rd_kafka_poll(rk, 1);
         if (!d.done || d.err) {
             printf("fail message %d: %s\n", i, d.done ? rd_kafka_err2str(d.err) : "no report");
             goto out;
         }
-        lat[i] = now_ms_f() - t0;
+        lat[i] = (double)(now_us() - t0) / 1e3;
     }
     qsort(lat, (size_t)n, sizeof *lat, cmp_double);
     printf("ok latency %s: %d produce->ack, median %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",

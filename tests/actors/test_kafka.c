@@ -42,14 +42,23 @@ now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* setup_config_on: the test's config for the broker named by the environment
+ * variable brokers_env (also required: the rest of the comma list needs). */
 static void
-setup_config(const char *group_suffix)
+setup_config_on(const char *brokers_env, const char *needs, const char *group_suffix)
 {
-    harness_config(&cfg, "CHATD_KAFKA_BROKERS");
+    harness_config(&cfg, needs);
+    cfg.kafka_brokers = getenv(brokers_env);
     cfg.produce_timeout_ms = 1500;
     cfg.request_timeout_ms = 1000;
     snprintf(group_buf, sizeof(group_buf), "%s-%s", run_prefix, group_suffix);
     cfg.kafka_group = group_buf;
+}
+
+static void
+setup_config(const char *group_suffix)
+{
+    setup_config_on("CHATD_KAFKA_BROKERS", "CHATD_KAFKA_BROKERS", group_suffix);
 }
 
 static void
@@ -246,12 +255,8 @@ static void
 test_broker_down_then_up(void **state)
 {
     (void)state;
-    setup_config("p3");
-    harness_config(&cfg, "CHATD_MOCK_KAFKA_BROKERS,CHATD_KAFKA_CONTROL");
-    cfg.produce_timeout_ms = 1500;
-    cfg.request_timeout_ms = 1000;
-    cfg.kafka_group = group_buf;
-    cfg.kafka_brokers = getenv("CHATD_MOCK_KAFKA_BROKERS");
+    setup_config_on("CHATD_MOCK_KAFKA_BROKERS", "CHATD_MOCK_KAFKA_BROKERS,CHATD_KAFKA_CONTROL",
+                    "p3");
     rt_runtime *rt = rt_test_open(NULL);
     rt_id sock = stub_spawn(rt, CHATD_SOCKET);
     spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);
