@@ -421,8 +421,14 @@ _services_kafka_jvm() {
 }
 
 # _services_kafka_cluster_id: a random KRaft cluster id (16 bytes, base64url).
+# Never one that starts with "-": StorageTool's parser would take it for an
+# option (1 start in 64 failed that way), which is why Kafka's own Uuid skips them.
 _services_kafka_cluster_id() {
-    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='
+    local id=-
+    while [[ $id == -* ]]; do
+        id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
+    echo "$id"
 }
 
 # services_start_kafka [--topic T] [--partitions N]: starts Apache Kafka in KRaft
