@@ -60,6 +60,7 @@
 #include <stdint.h>
 
 #include "proto/record.h"
+#include "runtime/rt.h"
 
 #define CHATD_SOCKET   "socket"
 #define CHATD_PRODUCER "producer"
@@ -82,5 +83,18 @@ enum chatd_type {
 #define CHATD_BACKEND_KAFKA    "kafka"
 #define CHATD_BACKEND_REDIS    "redis"
 #define CHATD_BACKEND_POSTGRES "postgres"
+
+/* Replies to a request with PROTO_T_ACK: ok when code is PROTO_ACK_NONE,
+ * else not ok with that code and the words in why (clipped to
+ * PROTO_ACK_MSG_MAX). A requester of 0 gets nothing; a requester that is
+ * gone is not an error (nobody is left to tell); any other failure to send
+ * is logged under self's name. */
+void chatd_reply_ack(rt_actor *self, rt_id to, uint64_t corr, proto_ack_code code,
+                     const char *why);
+
+/* Wall-clock time in milliseconds since the Unix epoch: message timestamps
+ * and presence expiries, which other nodes read (rt_now_ms is the loop's
+ * monotonic clock, for deadlines). */
+uint64_t chatd_wall_ms(void);
 
 #endif

@@ -129,31 +129,6 @@ static int dispatch(fanout_state *st, const proto_env *msg);
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static uint64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void
-reply_ack(fanout_state *st, rt_id to, uint64_t corr, proto_ack_code code, const char *why)
-{
-    proto_ack ack;
-    memset(&ack, 0, sizeof(ack));
-    if (code == PROTO_ACK_NONE)
-        ack.ok = true;
-    else
-        proto_ack_set_error(&ack, code, why);
-    uint8_t buf[PROTO_ACK_MSG_MAX + 64];
-    proto_mp_buf b;
-    proto_mp_buf_fixed(&b, buf, sizeof(buf));
-    if (proto_ack_encode(&ack, &b) != PROTO_OK)
-        return;
-    rt_send(st->rt, rt_self(st->self), to, PROTO_T_ACK, corr, b.data, b.len);
-}
-
 /* Parses "redis://HOST[:PORT][/...]". Returns false when it cannot. */
 static bool
 parse_url(const char *url, char *host, size_t hostcap, int *port)
@@ -306,7 +281,7 @@ presence_write(fanout_state *st, const fo_entry *en)
     presence_key(key, sizeof(key), en->room);
     presence_member(st, member, sizeof(member), en->user);
     snprintf(score, sizeof(score), "%" PRIu64,
-             wall_ms() + (uint64_t)st->cfg->presence_ttl_ms);
+             chatd_wall_ms() + (uint64_t)st->cfg->presence_ttl_ms);
     snprintf(keyttl, sizeof(keyttl), "%" PRIu64, 2 * (uint64_t)st->cfg->presence_ttl_ms);
     if (redisAsyncCommand(st->pub, on_pub_reply, (void *)CMD_ZADD, "ZADD %s %s %s", key,
                           score, member) == REDIS_OK)
@@ -400,7 +375,7 @@ on_query_reply(redisAsyncContext *ac, void *r, void *privdata)
         rt_warn(rt_who(st->self), "presence query failed: %s",
                 !reply ? "connection lost"
                        : reply->type == REDIS_REPLY_ERROR ? reply->str : "not an array");
-        reply_ack(st, q->to, q->corr, PROTO_ACK_UNAVAILABLE, "presence unavailable");
+        chatd_reply_ack(st->self, q->to, q->corr, PROTO_ACK_UNAVAILABLE, "presence unavailable");
         free(q);
         return;
     }
@@ -408,7 +383,7 @@ on_query_reply(redisAsyncContext *ac, void *r, void *privdata)
     proto_users u = { 0 };
     u.users = calloc(reply->elements ? reply->elements : 1, sizeof(*u.users));
     if (!u.users) {
-        reply_ack(st, q->to, q->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
+        chatd_reply_ack(st->self, q->to, q->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
         free(q);
         return;
     }
@@ -435,7 +410,7 @@ on_query_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (proto_users_encode(&u, &b) == PROTO_OK)
         rt_send(st->rt, rt_self(st->self), q->to, PROTO_T_USERS, q->corr, b.data, b.len);
     else
-        reply_ack(st, q->to, q->corr, PROTO_ACK_UNAVAILABLE, "cannot encode users");
+        chatd_reply_ack(st->self, q->to, q->corr, PROTO_ACK_UNAVAILABLE, "cannot encode users");
     proto_mp_buf_free(&b);
     free(u.users);
     free(q);
@@ -449,18 +424,18 @@ handle_query(fanout_state *st, const proto_env *msg)
     if (e != PROTO_OK) {
         rt_warn(rt_who(st->self), "bad presence query from %" PRIu64 ": %s", msg->from,
                 proto_strerror(e));
-        reply_ack(st, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, proto_strerror(e));
+        chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, proto_strerror(e));
         return RT_OK;
     }
     char key[sizeof(PRESENCE_PREFIX) + PROTO_DM_ROOM_MAX];
     char now[24], before[25];
-    uint64_t t = wall_ms();
+    uint64_t t = chatd_wall_ms();
     presence_key(key, sizeof(key), r.room);
     snprintf(now, sizeof(now), "%" PRIu64, t);
     snprintf(before, sizeof(before), "(%" PRIu64, t);
     fo_query *q = malloc(sizeof(*q));
     if (!q) {
-        reply_ack(st, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
+        chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
         return RT_OK;
     }
     q->to = msg->from;
@@ -471,7 +446,7 @@ handle_query(fanout_state *st, const proto_env *msg)
         mark_issued(st, st->pub);
     if (redisAsyncCommand(st->pub, on_query_reply, q, "ZRANGEBYSCORE %s %s +inf", key,
                           now) != REDIS_OK) {
-        reply_ack(st, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "redis unavailable");
+        chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "redis unavailable");
         free(q);
         return RT_OK;
     }
@@ -538,7 +513,7 @@ static void
 room_ack_waiters(fanout_state *st, fo_room *r)
 {
     for (size_t i = 0; i < r->nwaiters; i++)
-        reply_ack(st, r->waiters[i].to, r->waiters[i].corr, PROTO_ACK_NONE, NULL);
+        chatd_reply_ack(st->self, r->waiters[i].to, r->waiters[i].corr, PROTO_ACK_NONE, NULL);
     r->nwaiters = 0;
 }
 
@@ -577,7 +552,7 @@ handle_subscribe(fanout_state *st, const proto_env *msg, bool subscribe)
         rt_warn(rt_who(st->self), "bad %s from %" PRIu64 ": %s",
                 subscribe ? "subscribe" : "unsubscribe", msg->from, proto_strerror(e));
         if (subscribe)
-            reply_ack(st, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, proto_strerror(e));
+            chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, proto_strerror(e));
         return RT_OK;
     }
     fo_room *r = room_find(st, pr.room, pr.room_len, NULL);
@@ -589,19 +564,19 @@ handle_subscribe(fanout_state *st, const proto_env *msg, bool subscribe)
         return RT_OK;
     }
     if (!r && !(r = room_add(st, pr.room, pr.room_len))) {
-        reply_ack(st, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
+        chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
         return RT_OK;
     }
     r->want = true;
     if (r->live && !r->inflight) {
-        reply_ack(st, msg->from, msg->corr, PROTO_ACK_NONE, NULL);
+        chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_NONE, NULL);
         return RT_OK;
     }
     if (r->nwaiters == r->capwaiters) {
         size_t cap = r->capwaiters ? 2 * r->capwaiters : 4;
         fo_waiter *w = realloc(r->waiters, cap * sizeof(*w));
         if (!w) {
-            reply_ack(st, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
+            chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
             return RT_OK;
         }
         r->waiters = w;
@@ -932,7 +907,7 @@ queue_request(fanout_state *st, const proto_env *msg)
     if (st->npending == FANOUT_PENDING_MAX) {
         rt_metric_add(st->m_refused, 1);
         if (has_reply)
-            reply_ack(st, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE,
+            chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE,
                       "redis not connected yet");
         return RT_OK;
     }
@@ -955,7 +930,7 @@ queue_request(fanout_state *st, const proto_env *msg)
 nomem:
     rt_metric_add(st->m_refused, 1);
     if (has_reply)
-        reply_ack(st, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
+        chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
     return RT_OK;
 }
 

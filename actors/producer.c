@@ -49,21 +49,6 @@ typedef struct producer {
 } producer;
 
 static void
-reply(rt_actor *self, rt_id to, uint64_t corr, proto_ack_code code, const char *why)
-{
-    proto_ack ack = { .ok = code == PROTO_ACK_NONE };
-    if (!ack.ok)
-        proto_ack_set_error(&ack, code, why);
-    uint8_t buf[PROTO_ACK_MSG_MAX + 64];
-    proto_mp_buf b;
-    proto_mp_buf_fixed(&b, buf, sizeof(buf));
-    if (proto_ack_encode(&ack, &b) != PROTO_OK)
-        return;
-    /* The requester may be gone: then it has nobody left to tell. */
-    (void)rt_send(rt_of(self), rt_self(self), to, PROTO_T_ACK, corr, b.data, b.len);
-}
-
-static void
 unlink_pending(producer *st, pending *p)
 {
     if (p->prev)
@@ -101,10 +86,10 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     if (!p->answered && !st->terminating) {
         st->waiting--;
         if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            reply(self, p->sender, p->corr, PROTO_ACK_NONE, NULL);
+            chatd_reply_ack(self, p->sender, p->corr, PROTO_ACK_NONE, NULL);
         } else {
             rt_debug(rt_who(self), "delivery failed: %s", rd_kafka_err2str(m->err));
-            reply(self, p->sender, p->corr, PROTO_ACK_UNAVAILABLE, "kafka unavailable");
+            chatd_reply_ack(self, p->sender, p->corr, PROTO_ACK_UNAVAILABLE, "kafka unavailable");
         }
     }
     free(p);
@@ -169,13 +154,13 @@ static void
 produce(rt_actor *self, producer *st, const proto_env *msg)
 {
     if (st->closing) {
-        reply(self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "shutting down");
+        chatd_reply_ack(self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "shutting down");
         return;
     }
     proto_msg m = { 0 };
     proto_err perr = proto_msg_decode(msg->payload, msg->payload_len, &m);
     if (perr != PROTO_OK) {
-        reply(self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, proto_strerror(perr));
+        chatd_reply_ack(self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, proto_strerror(perr));
         return;
     }
     size_t cap = PROTO_ENV_OVERHEAD + msg->payload_len, len = 0;
@@ -187,7 +172,7 @@ produce(rt_actor *self, producer *st, const proto_env *msg)
         free(value);
         free(p);
         proto_msg_free(&m);
-        reply(self, msg->from, msg->corr, PROTO_ACK_INTERNAL, "out of memory");
+        chatd_reply_ack(self, msg->from, msg->corr, PROTO_ACK_INTERNAL, "out of memory");
         return;
     }
     p->sender = msg->from;
@@ -205,7 +190,7 @@ produce(rt_actor *self, producer *st, const proto_env *msg)
         free(value);
         free(p);
         rt_debug(rt_who(self), "produce refused: %s", rd_kafka_err2str(err));
-        reply(self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE,
+        chatd_reply_ack(self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE,
               err == RD_KAFKA_RESP_ERR__QUEUE_FULL ? "kafka queue full" : "kafka unavailable");
         return;
     }
@@ -238,7 +223,7 @@ expire(rt_actor *self, producer *st)
             break;
         p->answered = true;
         st->waiting--;
-        reply(self, p->sender, p->corr, PROTO_ACK_UNAVAILABLE, "kafka delivery timed out");
+        chatd_reply_ack(self, p->sender, p->corr, PROTO_ACK_UNAVAILABLE, "kafka delivery timed out");
     }
 }
 

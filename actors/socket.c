@@ -206,14 +206,6 @@ now_ms(socket_state *s)
     return rt_now_ms(rt_of(s->self));
 }
 
-static uint64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* --- sending to clients ---------------------------------------------------- */
 
 /* Queues f (taking a reference) on c. A reader whose queue is full is too
@@ -891,7 +883,7 @@ ev_message(socket_state *s, conn *c, const sio_packet *p, const sio_request *rq)
 {
     proto_msg m;
     if (proto_msg_set(&m, rq->room, rq->room_len, rq->id, rq->id_len, c->user, c->user_len,
-                      rq->text, rq->text_len, wall_ms(), 0) != PROTO_OK) {
+                      rq->text, rq->text_len, chatd_wall_ms(), 0) != PROTO_OK) {
         ack_err(s, c, p->has_ack, p->ack_id, SIO_E_BAD_REQUEST, "invalid message");
         return;
     }

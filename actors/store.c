@@ -327,24 +327,6 @@ send_record(rt_actor *self, rt_id to, uint32_t type, uint64_t corr, proto_mp_buf
 }
 
 static void
-reply_ack(rt_actor *self, rt_id to, uint64_t corr, proto_ack_code code, const char *msg)
-{
-    if (!to)
-        return;
-    proto_ack ack = { .ok = code == PROTO_ACK_NONE };
-    if (!ack.ok)
-        proto_ack_set_error(&ack, code, msg);
-    uint8_t mem[PROTO_ACK_MSG_MAX + 64];
-    proto_mp_buf b;
-    proto_mp_buf_fixed(&b, mem, sizeof(mem));
-    if (proto_ack_encode(&ack, &b) != PROTO_OK) {
-        rt_error(rt_who(self), "cannot encode an ack");
-        return;
-    }
-    send_record(self, to, PROTO_T_ACK, corr, &b);
-}
-
-static void
 job_free(store_job *j)
 {
     if (!j)
@@ -429,7 +411,7 @@ send_batch(rt_actor *self, store_state *st, store_job *j)
 {
     const proto_batch *b = &j->u.batch;
     if (b->count == 0) {
-        reply_ack(self, j->from, j->corr, PROTO_ACK_NONE, NULL);
+        chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_NONE, NULL);
         return 0;
     }
     sbuf *p = st->params;
@@ -456,7 +438,7 @@ send_batch(rt_actor *self, store_state *st, store_job *j)
     for (int i = 0; i < 5; i++) {
         sb_putc(&p[i], '}');
         if (p[i].failed) {
-            reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "out of memory");
+            chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "out of memory");
             return 0;
         }
         values[i] = p[i].p;
@@ -523,7 +505,7 @@ pump(rt_actor *self, store_state *st)
                 return;
             }
             rt_warn(rt_who(self), "cannot send a query: %s", pq_error(st->conn));
-            reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "database error");
+            chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "database error");
         }
         job_done(st, j);
     }
@@ -571,7 +553,7 @@ finish_batch(rt_actor *self, store_state *st, store_job *j)
     if (rows && !fresh) {
         /* committed, but we cannot say what: the retry finds them stored */
         rt_error(rt_who(self), "out of memory after storing batch %" PRIu64, j->corr);
-        reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "out of memory");
+        chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "out of memory");
         return;
     }
     size_t n = 0;
@@ -603,7 +585,7 @@ finish_batch(rt_actor *self, store_state *st, store_job *j)
         proto_mp_buf_free(&buf);
     }
     free(fresh);
-    reply_ack(self, j->from, j->corr, PROTO_ACK_NONE, NULL);
+    chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_NONE, NULL);
 }
 
 static void
@@ -643,7 +625,7 @@ finish_join(rt_actor *self, store_state *st, store_job *j)
 bad:
     rt_error(rt_who(self), "join %s: cannot build the reply from the stored rows", q->room);
     proto_join_reply_free(&rep);
-    reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "bad stored data");
+    chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "bad stored data");
 }
 
 static void
@@ -679,7 +661,7 @@ finish_history(rt_actor *self, store_state *st, store_job *j)
 bad:
     rt_error(rt_who(self), "history %s: cannot build the reply from the stored rows", q->room);
     proto_history_reply_free(&rep);
-    reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "bad stored data");
+    chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "bad stored data");
 }
 
 /* The in-flight query has ended (PQgetResult returned NULL). */
@@ -717,7 +699,7 @@ query_done(rt_actor *self, store_state *st)
         rt_warn(rt_who(self), "%s for #%" PRIu64 " corr %" PRIu64 " failed: %s",
                 j->kind == JOB_BATCH ? "batch" : j->kind == JOB_JOIN ? "join" : "history",
                 j->from, j->corr, st->errmsg);
-        reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "database error");
+        chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "database error");
     } else {
         switch (j->kind) {
         case JOB_BATCH: finish_batch(self, st, j); break;
@@ -893,7 +875,7 @@ enqueue(rt_actor *self, store_state *st, store_job *j)
     if (st->held >= STORE_QUEUE_MAX) {
         rt_warn(rt_who(self), "queue full (%zu requests): refusing corr %" PRIu64 " from #%"
                 PRIu64, st->held, j->corr, j->from);
-        reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "store overloaded");
+        chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "store overloaded");
         job_free(j);
         return;
     }
@@ -924,7 +906,7 @@ store_handle(rt_actor *self, const proto_env *msg)
 
     store_job *j = calloc(1, sizeof(*j));
     if (!j) {
-        reply_ack(self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
+        chatd_reply_ack(self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
         return RT_OK;
     }
     j->from = msg->from;
@@ -947,7 +929,7 @@ store_handle(rt_actor *self, const proto_env *msg)
         rt_warn(rt_who(self), "unexpected message type %" PRIu32 " from #%" PRIu64,
                 msg->type, msg->from);
         free(j);
-        reply_ack(self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, "unexpected message type");
+        chatd_reply_ack(self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, "unexpected message type");
         return RT_OK;
     }
     if (e != PROTO_OK) {
@@ -957,7 +939,7 @@ store_handle(rt_actor *self, const proto_env *msg)
         char why[128];
         snprintf(why, sizeof(why), "malformed %s: %s", proto_type_name(msg->type),
                  proto_strerror(e));
-        reply_ack(self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, why);
+        chatd_reply_ack(self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, why);
         return RT_OK;
     }
     enqueue(self, st, j);
@@ -975,13 +957,13 @@ store_terminate(rt_actor *self, rt_exit_kind kind)
     store_job *busy = st->busy;
     st->busy = NULL;
     if (busy) {
-        reply_ack(self, busy->from, busy->corr, PROTO_ACK_UNAVAILABLE, "store restarting");
+        chatd_reply_ack(self, busy->from, busy->corr, PROTO_ACK_UNAVAILABLE, "store restarting");
         job_free(busy);
     }
     while (st->head) {
         store_job *j = st->head;
         st->head = j->next;
-        reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "store restarting");
+        chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "store restarting");
         job_free(j);
     }
     st->tail = NULL;
