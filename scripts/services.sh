@@ -664,3 +664,20 @@ services_stop_all() {
         CHATD_KAFKA_BROKERS CHATD_KAFKA_CONTROL
     return "$rc"
 }
+
+# services_pid NAME: prints the pid of the running service NAME (postgres, redis,
+# kafka, or broker for the mock) and succeeds; fails, printing nothing, when it
+# was not started here or its process is gone (e.g. killed).
+services_pid() {
+    local f
+    case $1 in
+    postgres) f=${SERVICES_DIR:-}/pg/postmaster.pid ;;
+    redis|kafka|broker) f=${SERVICES_DIR:-}/$1.pid ;;
+    *) _services_err "services_pid: no service \"$1\""; return 1 ;;
+    esac
+    [[ -n "${SERVICES_DIR:-}" && -f "$f" ]] || return 1
+    local pid
+    pid=$(head -n 1 "$f")
+    kill -0 "$pid" 2>/dev/null || return 1
+    echo "$pid"
+}
