@@ -16,7 +16,7 @@
 
 #include "actors/chatd.h"
 #include "actors/config.h"
-#include "actors/kafka.h"
+#include "adapters/kafka.h"
 #include "proto/envelope.h"
 #include "proto/record.h"
 #include "runtime/log.h"

@@ -17,8 +17,8 @@
  * The conf's opaque is the actor (rt_actor *): callbacks get it back with
  * rd_kafka_opaque(rk).
  */
-#ifndef CHATD_ACTORS_KAFKA_H
-#define CHATD_ACTORS_KAFKA_H
+#ifndef CHATD_ADAPTERS_KAFKA_H
+#define CHATD_ADAPTERS_KAFKA_H
 
 #include <stdbool.h>
 #include <stddef.h>

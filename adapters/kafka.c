@@ -1,4 +1,4 @@
-#include "actors/kafka.h"
+#include "adapters/kafka.h"
 
 #include <errno.h>
 #include <fcntl.h>
