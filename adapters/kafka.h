@@ -1,21 +1,35 @@
 /*
- * What the producer and the consumer share about librdkafka: building a
- * configuration from chatd_config, waking the actor's loop when a librdkafka
- * queue has something to serve, and reporting errors and broker state.
+ * The librdkafka adapter: one Kafka producer or consumer handle plugged into
+ * an actor's loop, as hiredis's adapters/libev.h plugs a connection into
+ * libev. It knows nothing of chat: topics, keys and values are bytes.
  *
- * Threading: librdkafka runs its own threads, but every callback we register
- * (delivery reports, rebalance, errors, logs, commits) is served only inside
- * rd_kafka_poll / rd_kafka_consumer_poll / rd_kafka_queue_poll calls that the
- * actor makes on the loop thread, so callbacks run in the actor's context and
- * may use rt_* functions. librdkafka wakes the loop by writing one byte into a
- * pipe whenever a queue goes from empty to non-empty
- * (rd_kafka_queue_io_event_enable); the actor watches the pipe's read end,
- * drains it, and polls with timeout 0. Because the wake-up only comes on the
- * empty -> non-empty edge, whoever stops polling before the queue is empty
- * must poll again later on its own (a timer), or it will not be woken.
+ * What it owns: the rd_kafka_t handle and its queues, the configuration
+ * sequence (bootstrap servers, the caller's defaults, then "KEY=VALUE"
+ * overrides, so options win), librdkafka's error, log and statistics
+ * callbacks (logged under the actor's name), the wake-up pipe and its
+ * watcher, the consumer's rebalance assignments and its group leave, and
+ * the "backend up" gauge the caller hands in (1 while a broker connection is
+ * up or a message moved, 0 when all brokers are down and after kafka_free).
  *
- * The conf's opaque is the actor (rt_actor *): callbacks get it back with
- * rd_kafka_opaque(rk).
+ * Callbacks in: the kafka_callbacks table, each called with the caller's ud,
+ * on the loop thread, in the actor's context (rt_* calls are allowed). They
+ * are called only from the adapter's own watcher or from inside a kafka_*
+ * call listed as serving callbacks, never after kafka_free was called.
+ *
+ * Calls out: kafka_* below, from the actor that opened the client only.
+ *
+ * Who frees what: the adapter never frees or reads a message's opaque (the
+ * `msg` of kafka_produce); the caller frees it when its `delivered` report
+ * came, or after kafka_free for those whose report never came (the caller
+ * keeps them in a list). A produced value belongs to librdkafka once
+ * kafka_produce returned 0. Record and partition lists passed to callbacks
+ * are valid during the call only.
+ *
+ * Waking: librdkafka writes one byte into a pipe when a queue goes from
+ * empty to non-empty; the adapter's watcher drains it and serves the queue.
+ * The wake-up comes only on that edge, so a consumer that stops reading
+ * before the queue is empty must call kafka_consume again later on its own
+ * (a timer), or it will not be woken.
  */
 #ifndef CHATD_ADAPTERS_KAFKA_H
 #define CHATD_ADAPTERS_KAFKA_H
@@ -25,61 +39,119 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "actors/config.h"
 #include "runtime/metrics.h"
 #include "runtime/rt.h"
 
-/*
- * Creates a librdkafka configuration for the actor self: bootstrap.servers
- * from cfg->kafka_brokers, the given defaults (a NULL-terminated list of
- * key, value pairs; may be NULL), then every cfg->kafka_options "KEY=VALUE"
- * (so options override defaults), plus logs routed to a queue
- * (log.queue=true: call chatd_kafka_route_logs after rd_kafka_new), the
- * shared error and log callbacks, and opaque = self.
- * Returns the conf, or NULL with the reason in err (an unknown property, a
- * bad value, an option without '=').
- */
-rd_kafka_conf_t *chatd_kafka_conf_new(rt_actor *self, const chatd_config *cfg,
-                                      const char *const *defaults, char *err, size_t errlen);
+typedef struct kafka_client kafka_client;
 
-/* Sends librdkafka's log lines to rk's main queue (served by our polls, on the
- * loop thread) instead of its own threads' stderr. Returns 0 or -1. */
-int chatd_kafka_route_logs(rd_kafka_t *rk);
+typedef struct kafka_callbacks {
+    /* Producer: the delivery report of the message produced with opaque msg:
+     * err is RD_KAFKA_RESP_ERR_NO_ERROR when the broker has it. */
+    void (*delivered)(void *ud, void *msg, rd_kafka_resp_err_t err);
+    /* Consumer: the queue may hold records (call kafka_consume). Not called
+     * while paused or closing. */
+    void (*readable)(void *ud);
+    /* Consumer, from kafka_consume: one record without error. */
+    void (*record)(void *ud, const rd_kafka_message_t *m);
+    /* Consumer: these partitions are taken away (drop what was read from
+     * them and not committed); they are unassigned after the call. */
+    void (*revoked)(void *ud, const rd_kafka_topic_partition_list_t *parts);
+    /* A fatal error (already logged): the handle can do nothing more; the
+     * owner should end (rt_crash) and open a new one when restarted. */
+    void (*fatal)(void *ud, const char *why);
+} kafka_callbacks;
 
-/* The gauge chatd_backend_up{backend="kafka"} of self's runtime. */
-rt_metric *chatd_kafka_up_gauge(rt_actor *self);
-
-/* A pipe that librdkafka writes to when a queue becomes non-empty, and the
- * actor's watcher on it. Zero it before use. */
-typedef struct chatd_kafka_wake {
-    int rfd, wfd;               /* valid while open */
-    bool open;
-    rt_io *io;
-    bool watching;
-} chatd_kafka_wake;
-
-/*
- * Opens the pipe (both ends non-blocking, close-on-exec), enables io events of
- * queue q on it and starts watching its read end with cb (data = NULL).
- * Returns 0, or -1 (errno set; nothing is left open).
- */
-int chatd_kafka_wake_open(rt_actor *self, chatd_kafka_wake *w, rd_kafka_queue_t *q,
-                          rt_io_cb cb);
-
-/* Reads and discards whatever the pipe holds (call it before polling). */
-void chatd_kafka_wake_drain(chatd_kafka_wake *w);
-
-/* Stops / restarts watching (the pipe stays open and keeps collecting bytes).
- * Idempotent. */
-void chatd_kafka_wake_pause(chatd_kafka_wake *w);
-void chatd_kafka_wake_resume(chatd_kafka_wake *w);
+typedef struct kafka_setup {
+    rd_kafka_type_t type;               /* RD_KAFKA_PRODUCER or RD_KAFKA_CONSUMER */
+    const char *brokers;                /* bootstrap.servers */
+    const char *const *defaults;        /* NULL-terminated key, value pairs; may be NULL */
+    const char *const *options;         /* "KEY=VALUE" overrides */
+    size_t noptions;
+    const char *topic;                  /* consumer: the topic it subscribes to */
+    rt_metric *up;                      /* the backend-up gauge; may be NULL */
+    const kafka_callbacks *cb;          /* must outlive the client */
+    void *ud;
+} kafka_setup;
 
 /*
- * For terminate: disables io events on q (when q is not NULL) and closes the
- * pipe. The watcher is not touched (the runtime has freed it when the actor
- * exited). Safe on a zeroed or closed wake. Call it before destroying q's
- * handle: librdkafka must not write to a closed fd.
+ * Opens a client for the actor self: builds the configuration, creates the
+ * handle, routes its logs to our polls, wires the wake-up pipe, and for a
+ * consumer subscribes to s->topic (the group's partitions come with later
+ * rebalances). A producer's queue is served once before returning.
+ * Returns the client, or NULL with the reason in err (an unknown property, a
+ * bad value, an option without '=', out of memory); nothing is left open.
  */
-void chatd_kafka_wake_close(rt_actor *self, chatd_kafka_wake *w, rd_kafka_queue_t *q);
+kafka_client *kafka_open(rt_actor *self, const kafka_setup *s, char *err, size_t errlen);
+
+/*
+ * Frees the client. No callback runs from the moment it is called. Called
+ * inside one of the client's callbacks, the work is deferred until the
+ * adapter's outermost call returns; either way the caller must not use k
+ * again. A producer's queued and in-flight messages are purged (their
+ * reports are not delivered: free their opaques yourself); a consumer that
+ * finished kafka_close_* leaves cleanly, any other is destroyed without
+ * leaving the group (that would block up to session.timeout.ms; the group
+ * notices it gone then). The watcher is stopped when the actor still lives;
+ * from terminate the runtime has freed it already. NULL is a no-op.
+ */
+void kafka_free(kafka_client *k);
+
+/* --- producer ------------------------------------------------------------ */
+
+/*
+ * Queues one record for topic with key and value (librdkafka frees value
+ * with free() once it returned 0) and the caller's opaque msg, which comes
+ * back in `delivered`. Returns RD_KAFKA_RESP_ERR_NO_ERROR, or the refusal
+ * (RD_KAFKA_RESP_ERR__QUEUE_FULL, ...): then value and msg are still the
+ * caller's and no report will come.
+ */
+rd_kafka_resp_err_t kafka_produce(kafka_client *k, const char *topic, const void *key,
+                                  size_t keylen, void *value, size_t len, void *msg);
+
+/* Serves what is ready (delivery reports, errors, logs) without waiting.
+ * Serves callbacks. */
+void kafka_poll(kafka_client *k);
+
+/* Sends what is queued now, without waiting, and serves what is ready.
+ * Serves callbacks. */
+void kafka_flush(kafka_client *k);
+
+/* Makes librdkafka raise a real fatal error with err (a test hook: fault
+ * injection takes the path of a fenced idempotent producer). */
+void kafka_test_fatal(kafka_client *k, rd_kafka_resp_err_t err, const char *why);
+
+/* --- consumer ------------------------------------------------------------ */
+
+/*
+ * Takes up to max events from the consumer queue without waiting: records
+ * go to `record`, rebalances are followed (`revoked`), errors logged.
+ * Returns how many events it took; max means more may be waiting. Serves
+ * callbacks.
+ */
+size_t kafka_consume(kafka_client *k, size_t max);
+
+/* Stops / restarts the wake-up watcher (`readable` stops; the pipe keeps
+ * collecting). Idempotent. */
+void kafka_pause(kafka_client *k);
+void kafka_resume(kafka_client *k);
+
+/*
+ * Commits offsets (the next offset to read, per partition) asynchronously,
+ * leaving out partitions no longer assigned. A failure is logged: those
+ * records will be delivered again. NULL or empty: nothing.
+ */
+void kafka_commit(kafka_client *k, const rd_kafka_topic_partition_list_t *offsets);
+
+/*
+ * Starts leaving the group without blocking the loop: from now on the
+ * watcher serves the close (rebalances followed, records dropped, no
+ * `readable`). Returns 0, or -1 when librdkafka refused (logged; kafka_free
+ * is all that is left).
+ */
+int kafka_close_start(kafka_client *k);
+
+/* Serves the close; returns true once the group was left. Call it from a
+ * timer until true or your deadline. Serves callbacks. */
+bool kafka_close_poll(kafka_client *k);
 
 #endif
