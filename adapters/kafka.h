@@ -77,7 +77,8 @@ typedef struct kafka_setup {
  * Opens a client for the actor self: builds the configuration, creates the
  * handle, routes its logs to our polls, wires the wake-up pipe, and for a
  * consumer subscribes to s->topic (the group's partitions come with later
- * rebalances). A producer's queue is served once before returning.
+ * rebalances). A producer's queue is served once before returning: that
+ * serves callbacks.
  * Returns the client, or NULL with the reason in err (an unknown property, a
  * bad value, an option without '=', out of memory); nothing is left open.
  */
