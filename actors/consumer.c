@@ -1,14 +1,15 @@
 /*
  * The consumer actor: see consumer.h for its contract.
  *
- * States: reading (watcher on, collecting a batch inside one wake-up), in
- * flight (watcher off, one encoded batch kept for resends, one timer: the
- * ack timeout or the retry backoff), closing (rd_kafka_consumer_close_queue
- * running; the watcher serves the close queue and a timer bounds it).
+ * States: reading (the adapter's watcher on, collecting a batch inside one
+ * wake-up), in flight (watcher paused, one encoded batch kept for resends,
+ * one timer: the ack timeout or the retry backoff), closing (the adapter
+ * leaves the group; a timer polls it and bounds it). The Kafka mechanics
+ * (configuration, rebalances, commits of owned partitions only, the group
+ * leave) are the adapter's (adapters/kafka.h).
  */
 #include "actors/consumer.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 
 #include "actors/chatd.h"
 #include "actors/config.h"
-#include "actors/kafka.h"
+#include "adapters/kafka.h"
 #include "proto/envelope.h"
 #include "proto/record.h"
 #include "runtime/log.h"
@@ -28,12 +29,9 @@
 
 enum timer_kind { T_CONTINUE = 1, T_RESEND, T_CLOSE, T_ACK_WAIT };
 
-typedef struct consumer {
+typedef struct consumer_state {
     const chatd_config *cfg;
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *cq;           /* the consumer queue (everything is forwarded here) */
-    rd_kafka_queue_t *closeq;       /* while closing, cq is forwarded here */
-    chatd_kafka_wake wake;
+    kafka_client *kafka;
 
     /* the batch being collected (empty between callbacks) */
     proto_msg *msgs;                /* PROTO_BATCH_MAX */
@@ -51,20 +49,21 @@ typedef struct consumer {
     rt_timer_id cont;               /* T_CONTINUE */
 
     bool closing;                   /* shutdown asked */
-    bool close_started;             /* rd_kafka_consumer_close_queue called */
-    bool closed;                    /* the group was left cleanly */
     double close_deadline;
     rt_timer_id close_timer;
 
-    rt_metric *consumed, *poison, *up;
-} consumer;
+    rt_metric *consumed, *poison;
+} consumer_state;
 
-static void read_some(rt_actor *self, consumer *st);
-static void start_close(rt_actor *self, consumer *st);
+static void read_some(rt_actor *self, consumer_state *st);
+static void start_close(rt_actor *self, consumer_state *st);
 
+/* Partitions taken away: what was read from them and not sent is dropped
+ * (their new owner reads it again), and so are their offsets. */
 static void
-drop_partitions(consumer *st, const rd_kafka_topic_partition_list_t *revoked)
+on_revoked(void *ud, const rd_kafka_topic_partition_list_t *revoked)
 {
+    consumer_state *st = rt_state(ud);
     size_t k = 0;
     for (size_t i = 0; i < st->n; i++) {
         if (rd_kafka_topic_partition_list_find(revoked, st->cfg->kafka_topic, st->parts[i])) {
@@ -84,95 +83,39 @@ drop_partitions(consumer *st, const rd_kafka_topic_partition_list_t *revoked)
 }
 
 static void
-on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
-             void *opaque)
+on_readable(void *ud)
 {
-    rt_actor *self = opaque;
-    consumer *st = rt_state(self);
-    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-    rt_info(rt_who(self), "rebalance: %s %d partition(s)",
-            err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assigned" : "revoked", parts->cnt);
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        if (coop) {
-            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
-            if (e)
-                rd_kafka_error_destroy(e);
-        } else {
-            rd_kafka_assign(rk, parts);
-        }
-        return;
-    }
-    drop_partitions(st, parts);
-    if (coop) {
-        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
-        if (e)
-            rd_kafka_error_destroy(e);
-    } else {
-        rd_kafka_assign(rk, NULL);
-    }
-}
-
-static void
-on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
-          void *opaque)
-{
-    (void)rk, (void)offsets;
-    rt_actor *self = opaque;
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        rt_warn(rt_who(self), "offset commit failed (records will be redelivered): %s",
-                rd_kafka_err2str(err));
-}
-
-/* While closing: serves the close queue with the event API, as
- * rd_kafka_consumer_close does internally: rebalances are followed, fetched
- * messages and other events dropped (rd_kafka_queue_poll_callback would
- * assert on a fetched message). */
-static void
-serve_close(rt_actor *self, consumer *st)
-{
-    rd_kafka_event_t *ev;
-    for (int i = 0; i < READ_MAX && (ev = rd_kafka_queue_poll(st->closeq, 0)); i++) {
-        switch (rd_kafka_event_type(ev)) {
-        case RD_KAFKA_EVENT_REBALANCE:
-            on_rebalance(st->rk, rd_kafka_event_error(ev),
-                         rd_kafka_event_topic_partition_list(ev), self);
-            break;
-        case RD_KAFKA_EVENT_ERROR:
-            rt_warn(rt_who(self), "kafka (closing): %s", rd_kafka_event_error_string(ev));
-            break;
-        default:
-            break;
-        }
-        rd_kafka_event_destroy(ev);
-    }
-}
-
-static int
-on_wake(rt_actor *self, rt_io *io, int fd, int revents)
-{
-    (void)io, (void)fd, (void)revents;
-    consumer *st = rt_state(self);
-    chatd_kafka_wake_drain(&st->wake);
-    if (st->close_started) {
-        serve_close(self, st);
-        return RT_OK;
-    }
+    rt_actor *self = ud;
+    consumer_state *st = rt_state(self);
     if (!st->inflight)
         read_some(self, st);
-    return RT_OK;
 }
+
+static void
+on_fatal(void *ud, const char *why)
+{
+    rt_crash(ud, "kafka fatal error: %s", why);
+}
+
+static void on_record(void *ud, const rd_kafka_message_t *m);
+
+static const kafka_callbacks consumer_kafka_callbacks = {
+    .readable = on_readable,
+    .record = on_record,
+    .revoked = on_revoked,
+    .fatal = on_fatal,
+};
 
 static int
 consumer_init(rt_actor *self, const void *arg)
 {
-    consumer *st = rt_state(self);
+    consumer_state *st = rt_state(self);
     st->cfg = arg;
     rt_runtime *rt = rt_of(self);
     st->consumed = rt_metric_get(rt, RT_COUNTER, "chatd_messages_consumed_total", NULL,
                                  "Messages read from Kafka and acked by the store.");
     st->poison = rt_metric_get(rt, RT_COUNTER, "chatd_kafka_poison_total", NULL,
                                "Kafka records that did not decode and were skipped.");
-    st->up = chatd_kafka_up_gauge(self);
     st->msgs = calloc(PROTO_BATCH_MAX, sizeof(*st->msgs));
     st->parts = calloc(PROTO_BATCH_MAX, sizeof(*st->parts));
     st->offsets = rd_kafka_topic_partition_list_new(8);
@@ -189,34 +132,22 @@ consumer_init(rt_actor *self, const void *arg)
         "auto.offset.reset", "earliest",
         NULL,
     };
-    rd_kafka_conf_t *conf = chatd_kafka_conf_new(self, st->cfg, defaults, err, sizeof(err));
-    if (!conf) {
+    kafka_setup setup = {
+        .type = RD_KAFKA_CONSUMER,
+        .brokers = st->cfg->kafka_brokers,
+        .defaults = defaults,
+        .options = st->cfg->kafka_options,
+        .noptions = st->cfg->nkafka_options,
+        .topic = st->cfg->kafka_topic,
+        .up = rt_metric_get(rt, RT_GAUGE, "chatd_backend_up",
+                            "backend=\"" CHATD_BACKEND_KAFKA "\"",
+                            "1 when the backend is reachable."),
+        .cb = &consumer_kafka_callbacks,
+        .ud = self,
+    };
+    st->kafka = kafka_open(self, &setup, err, sizeof(err));
+    if (!st->kafka) {
         rt_error(rt_who(self), "%s", err);
-        return RT_ERR;
-    }
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
-    st->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    if (!st->rk) {
-        rd_kafka_conf_destroy(conf);
-        rt_error(rt_who(self), "kafka consumer: %s", err);
-        return RT_ERR;
-    }
-    chatd_kafka_route_logs(st->rk);
-    /* Errors, logs and rebalances too are served by rd_kafka_consumer_poll. */
-    rd_kafka_poll_set_consumer(st->rk);
-    st->cq = rd_kafka_queue_get_consumer(st->rk);
-    if (chatd_kafka_wake_open(self, &st->wake, st->cq, on_wake) < 0) {
-        rt_error(rt_who(self), "kafka wake pipe: %s", strerror(errno));
-        return RT_ERR;
-    }
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, st->cfg->kafka_topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(st->rk, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (e) {
-        rt_error(rt_who(self), "kafka subscribe %s: %s", st->cfg->kafka_topic,
-                 rd_kafka_err2str(e));
         return RT_ERR;
     }
     read_some(self, st);
@@ -225,8 +156,10 @@ consumer_init(rt_actor *self, const void *arg)
 
 /* Adds one record to the batch being collected (or counts it as poison). */
 static void
-take_record(rt_actor *self, consumer *st, const rd_kafka_message_t *m)
+on_record(void *ud, const rd_kafka_message_t *m)
 {
+    rt_actor *self = ud;
+    consumer_state *st = rt_state(self);
     rd_kafka_topic_partition_t *tp =
         rd_kafka_topic_partition_list_find(st->offsets, rd_kafka_topic_name(m->rkt), m->partition);
     if (!tp)
@@ -258,7 +191,7 @@ arm(rt_actor *self, rt_timer_id *t, double ms, int kind, uint64_t corr)
 }
 
 static void
-send_to_store(rt_actor *self, consumer *st)
+send_to_store(rt_actor *self, consumer_state *st)
 {
     int rc = rt_send_named(rt_of(self), rt_self(self), CHATD_STORE, PROTO_T_MESSAGE_BATCH,
                            st->batch_no, st->enc, st->enc_len);
@@ -271,37 +204,13 @@ send_to_store(rt_actor *self, consumer *st)
     arm(self, &st->timer, st->cfg->request_timeout_ms, T_RESEND, st->batch_no);
 }
 
-/* Commits offsets, leaving out partitions we no longer own. */
-static void
-commit(rt_actor *self, consumer *st, rd_kafka_topic_partition_list_t *offsets)
-{
-    rd_kafka_topic_partition_list_t *owned = NULL;
-    if (!offsets || offsets->cnt == 0 || rd_kafka_assignment(st->rk, &owned))
-        goto out;
-    rd_kafka_topic_partition_list_t *keep = rd_kafka_topic_partition_list_new(offsets->cnt);
-    for (int i = 0; i < offsets->cnt; i++) {
-        rd_kafka_topic_partition_t *p = &offsets->elems[i];
-        if (rd_kafka_topic_partition_list_find(owned, p->topic, p->partition))
-            rd_kafka_topic_partition_list_add(keep, p->topic, p->partition)->offset = p->offset;
-    }
-    if (keep->cnt) {
-        rd_kafka_resp_err_t e = rd_kafka_commit(st->rk, keep, 1);
-        if (e)
-            rt_warn(rt_who(self), "offset commit: %s", rd_kafka_err2str(e));
-    }
-    rd_kafka_topic_partition_list_destroy(keep);
-out:
-    if (owned)
-        rd_kafka_topic_partition_list_destroy(owned);
-}
-
 /* Moves the collected batch in flight and sends it; a batch of poison
  * records only is committed at once. */
 static void
-send_batch(rt_actor *self, consumer *st)
+send_batch(rt_actor *self, consumer_state *st)
 {
     if (st->n == 0) {
-        commit(self, st, st->offsets);
+        kafka_commit(st->kafka, st->offsets);
         rd_kafka_topic_partition_list_destroy(st->offsets);
         st->offsets = rd_kafka_topic_partition_list_new(8);
         return;
@@ -328,28 +237,15 @@ send_batch(rt_actor *self, consumer *st)
     st->offsets = rd_kafka_topic_partition_list_new(8);
     st->inflight = true;
     st->batch_no++;
-    chatd_kafka_wake_pause(&st->wake);
+    kafka_pause(st->kafka);
     send_to_store(self, st);
 }
 
 static void
-read_some(rt_actor *self, consumer *st)
+read_some(rt_actor *self, consumer_state *st)
 {
-    size_t i;
-    for (i = 0; i < READ_MAX && st->n < PROTO_BATCH_MAX && !st->close_started; i++) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(st->rk, 0);
-        if (!m)
-            break;
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                rt_warn(rt_who(self), "kafka consume: %s", rd_kafka_message_errstr(m));
-        } else {
-            rt_metric_set(st->up, 1);
-            take_record(self, st, m);
-        }
-        rd_kafka_message_destroy(m);
-    }
-    bool more = i == READ_MAX || st->n == PROTO_BATCH_MAX;
+    /* The batch is empty here, so READ_MAX events fit it. */
+    bool more = kafka_consume(st->kafka, READ_MAX) == READ_MAX;
     if (st->n || st->offsets->cnt)
         send_batch(self, st);
     /* Stopped before the queue was empty: no new wake-up edge will come. */
@@ -358,7 +254,7 @@ read_some(rt_actor *self, consumer *st)
 }
 
 static void
-finish_inflight(consumer *st)
+finish_inflight(consumer_state *st)
 {
     free(st->enc);
     st->enc = NULL;
@@ -370,7 +266,7 @@ finish_inflight(consumer *st)
 }
 
 static void
-on_ack(rt_actor *self, consumer *st, const proto_env *msg)
+on_ack(rt_actor *self, consumer_state *st, const proto_env *msg)
 {
     if (!st->inflight || msg->corr != st->batch_no)
         return;
@@ -384,18 +280,18 @@ on_ack(rt_actor *self, consumer *st, const proto_env *msg)
     rt_cancel_timer(self, st->timer);
     st->timer = 0;
     rt_metric_add(st->consumed, (double)st->enc_count);
-    commit(self, st, st->inflight_offsets);
+    kafka_commit(st->kafka, st->inflight_offsets);
     finish_inflight(st);
     if (st->closing) {
         start_close(self, st);
         return;
     }
-    chatd_kafka_wake_resume(&st->wake);
+    kafka_resume(st->kafka);
     read_some(self, st);
 }
 
 static void
-on_tick(rt_actor *self, consumer *st, const proto_env *msg)
+on_tick(rt_actor *self, consumer_state *st, const proto_env *msg)
 {
     int kind = (int)(msg->corr >> 56);
     uint64_t corr = msg->corr & ((1ull << 56) - 1);
@@ -423,9 +319,7 @@ on_tick(rt_actor *self, consumer *st, const proto_env *msg)
         break;
     case T_CLOSE:
         st->close_timer = 0;
-        serve_close(self, st);
-        if (rd_kafka_consumer_closed(st->rk)) {
-            st->closed = true;
+        if (kafka_close_poll(st->kafka)) {
             rt_exit(self, RT_EXIT_SHUTDOWN, NULL);
         } else if (rt_now_ms(rt_of(self)) >= st->close_deadline) {
             rt_warn(rt_who(self), "shutdown: group leave not finished in %d ms",
@@ -442,7 +336,7 @@ on_tick(rt_actor *self, consumer *st, const proto_env *msg)
 static int
 consumer_handle(rt_actor *self, const proto_env *msg)
 {
-    consumer *st = rt_state(self);
+    consumer_state *st = rt_state(self);
     switch (msg->type) {
     case PROTO_T_ACK:
         on_ack(self, st, msg);
@@ -457,26 +351,16 @@ consumer_handle(rt_actor *self, const proto_env *msg)
     return RT_OK;
 }
 
-/* Starts leaving the group in librdkafka's background; the wake-up watcher
- * and a timer serve the queue until it is closed or the deadline passes. */
+/* Starts leaving the group in librdkafka's background; a timer polls the
+ * close until it is done or the deadline passes. */
 static void
-start_close(rt_actor *self, consumer *st)
+start_close(rt_actor *self, consumer_state *st)
 {
-    st->close_started = true;
     st->close_deadline = rt_now_ms(rt_of(self)) + CHATD_CONSUMER_CLOSE_MS;
-    st->closeq = rd_kafka_queue_new(st->rk);
-    /* The io event belongs on the final queue of a forwarding chain. */
-    rd_kafka_queue_io_event_enable(st->cq, -1, NULL, 0);
-    rd_kafka_queue_io_event_enable(st->closeq, st->wake.wfd, "1", 1);
-    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(st->rk, st->closeq);
-    if (e) {
-        rt_warn(rt_who(self), "consumer close: %s", rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
+    if (kafka_close_start(st->kafka) < 0) {
         rt_exit(self, RT_EXIT_SHUTDOWN, NULL);
         return;
     }
-    chatd_kafka_wake_resume(&st->wake);
-    serve_close(self, st);
     st->close_timer = rt_send_after(self, CLOSE_TICK_MS, CHATD_T_TICK,
                                     (uint64_t)T_CLOSE << 56, NULL, 0);
 }
@@ -484,7 +368,7 @@ start_close(rt_actor *self, consumer *st)
 static int
 consumer_shutdown(rt_actor *self)
 {
-    consumer *st = rt_state(self);
+    consumer_state *st = rt_state(self);
     st->closing = true;
     if (st->inflight) {
         /* Keep any resend timer; bound the whole wait. */
@@ -500,7 +384,7 @@ static void
 consumer_terminate(rt_actor *self, rt_exit_kind kind)
 {
     (void)kind;
-    consumer *st = rt_state(self);
+    consumer_state *st = rt_state(self);
     for (size_t i = 0; i < st->n; i++)
         proto_msg_free(&st->msgs[i]);
     free(st->msgs);
@@ -508,27 +392,13 @@ consumer_terminate(rt_actor *self, rt_exit_kind kind)
     if (st->offsets)
         rd_kafka_topic_partition_list_destroy(st->offsets);
     finish_inflight(st);
-    if (st->rk) {
-        chatd_kafka_wake_close(self, &st->wake, st->closeq ? st->closeq : st->cq);
-        if (st->closeq)
-            rd_kafka_queue_destroy(st->closeq);
-        if (st->cq)
-            rd_kafka_queue_destroy(st->cq);
-        /* Without a finished close, do not let destroy leave the group: that
-         * blocks up to session.timeout.ms. The group notices us gone then. */
-        ev_now_update(rt_loop(rt_of(self)));
-        double t0 = rt_now_ms(rt_of(self));
-        rd_kafka_destroy_flags(st->rk, st->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-        ev_now_update(rt_loop(rt_of(self)));
-        rt_debug(rt_who(self), "rd_kafka_destroy took %.1f ms", rt_now_ms(rt_of(self)) - t0);
-        st->rk = NULL;
-    }
-    rt_metric_set(st->up, 0);
+    kafka_free(st->kafka);
+    st->kafka = NULL;
 }
 
 const rt_actor_spec chatd_consumer_spec = {
     .name = CHATD_CONSUMER,
-    .state_size = sizeof(consumer),
+    .state_size = sizeof(consumer_state),
     .init = consumer_init,
     .handle = consumer_handle,
     .terminate = consumer_terminate,

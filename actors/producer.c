@@ -9,16 +9,16 @@
  */
 #include "actors/producer.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "actors/chatd.h"
 #include "actors/config.h"
-#include "actors/kafka.h"
+#include "adapters/kafka.h"
 #include "proto/envelope.h"
 #include "proto/record.h"
+#include "runtime/list.h"
 #include "runtime/log.h"
 #include "runtime/metrics.h"
 
@@ -27,93 +27,72 @@
 #define DRAIN_TICK_MS 10
 
 typedef struct pending {
-    struct pending *prev, *next;
+    rt_link link;               /* in producer_state.pending, arrival order */
     rt_id sender;
     uint64_t corr;
     double deadline;            /* loop ms after which we answer unavailable */
     bool answered;
 } pending;
 
-typedef struct producer {
+typedef struct producer_state {
     const chatd_config *cfg;
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *mainq;
-    chatd_kafka_wake wake;
-    pending *head, *tail;
+    kafka_client *kafka;
+    rt_list pending;            /* every message librdkafka still owns */
     size_t waiting;             /* entries not yet answered */
     rt_timer_id tick;           /* the scheduled CHATD_T_TICK, 0 when none */
     bool closing;               /* shutdown asked: refuse new messages */
     double drain_deadline;
-    bool terminating;           /* in terminate: callbacks only free */
-    rt_metric *produced, *up;
-} producer;
+    rt_metric *produced;
+} producer_state;
 
 static void
-unlink_pending(producer *st, pending *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        st->head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    else
-        st->tail = p->prev;
-}
-
-static void
-arm_tick(rt_actor *self, producer *st, double ms)
+arm_tick(rt_actor *self, producer_state *st, double ms)
 {
     if (!st->tick)
         st->tick = rt_send_after(self, ms, CHATD_T_TICK, 0, NULL, 0);
 }
 
-/* Delivery report, served by rd_kafka_poll on the loop. */
+/* The delivery report of the message with entry msg. */
 static void
-on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+on_delivered(void *ud, void *msg, rd_kafka_resp_err_t err)
 {
-    (void)rk;
-    rt_actor *self = opaque;
-    producer *st = rt_state(self);
-    pending *p = m->_private;
-    if (!p)
-        return;
-    unlink_pending(st, p);
-    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rt_actor *self = ud;
+    producer_state *st = rt_state(self);
+    pending *p = msg;
+    rt_list_remove(&st->pending, &p->link);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
         rt_metric_add(st->produced, 1);
-        rt_metric_set(st->up, 1);
-    }
-    if (!p->answered && !st->terminating) {
+    if (!p->answered) {
         st->waiting--;
-        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             chatd_reply_ack(self, p->sender, p->corr, PROTO_ACK_NONE, NULL);
         } else {
-            rt_debug(rt_who(self), "delivery failed: %s", rd_kafka_err2str(m->err));
+            rt_debug(rt_who(self), "delivery failed: %s", rd_kafka_err2str(err));
             chatd_reply_ack(self, p->sender, p->corr, PROTO_ACK_UNAVAILABLE, "kafka unavailable");
         }
     }
     free(p);
 }
 
-static int
-on_wake(rt_actor *self, rt_io *io, int fd, int revents)
+static void
+on_fatal(void *ud, const char *why)
 {
-    (void)io, (void)fd, (void)revents;
-    producer *st = rt_state(self);
-    chatd_kafka_wake_drain(&st->wake);
-    rd_kafka_poll(st->rk, 0);
-    return RT_OK;
+    rt_crash(ud, "kafka fatal error: %s", why);
 }
+
+static const kafka_callbacks producer_kafka_callbacks = {
+    .delivered = on_delivered,
+    .fatal = on_fatal,
+};
 
 static int
 producer_init(rt_actor *self, const void *arg)
 {
-    producer *st = rt_state(self);
+    producer_state *st = rt_state(self);
     st->cfg = arg;
-    st->produced = rt_metric_get(rt_of(self), RT_COUNTER, "chatd_messages_produced_total", NULL,
+    rt_runtime *rt = rt_of(self);
+    st->produced = rt_metric_get(rt, RT_COUNTER, "chatd_messages_produced_total", NULL,
                                  "Messages the Kafka broker acknowledged.");
-    st->up = chatd_kafka_up_gauge(self);
-
     char timeout[32], err[512];
     snprintf(timeout, sizeof(timeout), "%d", st->cfg->produce_timeout_ms);
     const char *defaults[] = {
@@ -127,31 +106,28 @@ producer_init(rt_actor *self, const void *arg)
         "socket.nagle.disable", "true",
         NULL,
     };
-    rd_kafka_conf_t *conf = chatd_kafka_conf_new(self, st->cfg, defaults, err, sizeof(err));
-    if (!conf) {
+    kafka_setup setup = {
+        .type = RD_KAFKA_PRODUCER,
+        .brokers = st->cfg->kafka_brokers,
+        .defaults = defaults,
+        .options = st->cfg->kafka_options,
+        .noptions = st->cfg->nkafka_options,
+        .up = rt_metric_get(rt, RT_GAUGE, "chatd_backend_up",
+                            "backend=\"" CHATD_BACKEND_KAFKA "\"",
+                            "1 when the backend is reachable."),
+        .cb = &producer_kafka_callbacks,
+        .ud = self,
+    };
+    st->kafka = kafka_open(self, &setup, err, sizeof(err));
+    if (!st->kafka) {
         rt_error(rt_who(self), "%s", err);
         return RT_ERR;
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    st->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    if (!st->rk) {
-        rd_kafka_conf_destroy(conf);
-        rt_error(rt_who(self), "kafka producer: %s", err);
-        return RT_ERR;
-    }
-    chatd_kafka_route_logs(st->rk);
-    st->mainq = rd_kafka_queue_get_main(st->rk);
-    if (chatd_kafka_wake_open(self, &st->wake, st->mainq, on_wake) < 0) {
-        rt_error(rt_who(self), "kafka wake pipe: %s", strerror(errno));
-        return RT_ERR;
-    }
-    /* Anything queued before the pipe was wired would not wake us. */
-    rd_kafka_poll(st->rk, 0);
     return RT_OK;
 }
 
 static void
-produce(rt_actor *self, producer *st, const proto_env *msg)
+produce(rt_actor *self, producer_state *st, const proto_env *msg)
 {
     if (st->closing) {
         chatd_reply_ack(self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "shutting down");
@@ -178,12 +154,8 @@ produce(rt_actor *self, producer *st, const proto_env *msg)
     p->sender = msg->from;
     p->corr = msg->corr;
     p->deadline = rt_now_ms(rt_of(self)) + st->cfg->produce_timeout_ms;
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        st->rk, RD_KAFKA_V_TOPIC(st->cfg->kafka_topic),
-        RD_KAFKA_V_KEY(m.room, m.room_len),
-        RD_KAFKA_V_VALUE(value, len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-        RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err = kafka_produce(st->kafka, st->cfg->kafka_topic, m.room, m.room_len,
+                                            value, len, p);
     proto_msg_free(&m);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         /* Not taken: value and p are still ours. */
@@ -194,29 +166,25 @@ produce(rt_actor *self, producer *st, const proto_env *msg)
               err == RD_KAFKA_RESP_ERR__QUEUE_FULL ? "kafka queue full" : "kafka unavailable");
         return;
     }
-    p->prev = st->tail;
-    if (st->tail)
-        st->tail->next = p;
-    else
-        st->head = p;
-    st->tail = p;
+    rt_list_push_back(&st->pending, &p->link);
     st->waiting++;
     arm_tick(self, st, TICK_MS);
     /* The fault point "fatal" (--faults 'crash:producer.fatal,after=N,max=1')
      * makes librdkafka raise a real fatal error, the one a fenced idempotent
      * producer gets, so the way from on_error to a restart is tested. */
     if (rt_fault_point(self, "fatal", NULL) == RT_FAULT_CRASH)
-        rd_kafka_test_fatal_error(st->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
-                                  "injected by a fault rule (producer.fatal)");
+        kafka_test_fatal(st->kafka, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                         "injected by a fault rule (producer.fatal)");
 }
 
 /* Answers unavailable for entries past their deadline (they stay linked
  * until their delivery report frees them). Entries are in deadline order. */
 static void
-expire(rt_actor *self, producer *st)
+expire(rt_actor *self, producer_state *st)
 {
     double now = rt_now_ms(rt_of(self));
-    for (pending *p = st->head; p; p = p->next) {
+    for (rt_link *l = st->pending.head; l; l = l->next) {
+        pending *p = RT_CONTAINER(l, pending, link);
         if (p->answered)
             continue;
         if (p->deadline > now)
@@ -228,13 +196,13 @@ expire(rt_actor *self, producer *st)
 }
 
 static void
-tick(rt_actor *self, producer *st)
+tick(rt_actor *self, producer_state *st)
 {
     st->tick = 0;
     if (st->closing)
-        rd_kafka_flush(st->rk, 0);      /* non-blocking: send now, serve reports */
+        kafka_flush(st->kafka);     /* non-blocking: send now, serve reports */
     else
-        rd_kafka_poll(st->rk, 0);
+        kafka_poll(st->kafka);
     expire(self, st);
     if (st->closing) {
         if (st->waiting == 0 || rt_now_ms(rt_of(self)) >= st->drain_deadline) {
@@ -244,7 +212,7 @@ tick(rt_actor *self, producer *st)
             return;
         }
         arm_tick(self, st, DRAIN_TICK_MS);
-    } else if (st->head) {
+    } else if (!rt_list_empty(&st->pending)) {
         arm_tick(self, st, TICK_MS);
     }
 }
@@ -252,7 +220,7 @@ tick(rt_actor *self, producer *st)
 static int
 producer_handle(rt_actor *self, const proto_env *msg)
 {
-    producer *st = rt_state(self);
+    producer_state *st = rt_state(self);
     switch (msg->type) {
     case PROTO_T_MESSAGE:
         produce(self, st, msg);
@@ -270,14 +238,14 @@ producer_handle(rt_actor *self, const proto_env *msg)
 static int
 producer_shutdown(rt_actor *self)
 {
-    producer *st = rt_state(self);
+    producer_state *st = rt_state(self);
     st->closing = true;
     if (st->waiting == 0)
         return RT_OK;
     double bound = st->cfg->produce_timeout_ms < CHATD_PRODUCER_DRAIN_MS
                        ? st->cfg->produce_timeout_ms : CHATD_PRODUCER_DRAIN_MS;
     st->drain_deadline = rt_now_ms(rt_of(self)) + bound;
-    rd_kafka_flush(st->rk, 0);
+    kafka_flush(st->kafka);
     if (st->waiting == 0)
         return RT_OK;
     /* Replace the slow deadline tick by the drain's fast one. */
@@ -292,35 +260,17 @@ static void
 producer_terminate(rt_actor *self, rt_exit_kind kind)
 {
     (void)kind;
-    producer *st = rt_state(self);
-    st->terminating = true;
-    if (st->rk) {
-        /* Purge so that destroy does not wait on the broker; the purged
-         * messages' reports only free their entries now. */
-        rd_kafka_purge(st->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
-                                   RD_KAFKA_PURGE_F_NON_BLOCKING);
-        rd_kafka_poll(st->rk, 0);
-        chatd_kafka_wake_close(self, &st->wake, st->mainq);
-        rd_kafka_queue_destroy(st->mainq);
-        ev_now_update(rt_loop(rt_of(self)));
-        double t0 = rt_now_ms(rt_of(self));
-        rd_kafka_destroy(st->rk);
-        ev_now_update(rt_loop(rt_of(self)));
-        rt_debug(rt_who(self), "rd_kafka_destroy took %.1f ms", rt_now_ms(rt_of(self)) - t0);
-        st->rk = NULL;
-    }
-    while (st->head) {
-        pending *p = st->head;
-        st->head = p->next;
-        free(p);
-    }
-    st->tail = NULL;
-    rt_metric_set(st->up, 0);
+    producer_state *st = rt_state(self);
+    /* No report comes from here on: the entries left are ours to free. */
+    kafka_free(st->kafka);
+    st->kafka = NULL;
+    for (rt_link *l; (l = rt_list_pop_front(&st->pending));)
+        free(RT_CONTAINER(l, pending, link));
 }
 
 const rt_actor_spec chatd_producer_spec = {
     .name = CHATD_PRODUCER,
-    .state_size = sizeof(producer),
+    .state_size = sizeof(producer_state),
     .init = producer_init,
     .handle = producer_handle,
     .terminate = producer_terminate,
