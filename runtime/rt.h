@@ -59,11 +59,18 @@ enum {
     RT_EINVAL = -5,
 };
 
-/* Message types 1..99 are the runtime's; proto records start at 100. */
+/*
+ * Message types 1..99 are the runtime's; proto records start at 100 and the
+ * program's own types follow them. Types from RT_T_TEST_BASE up are reserved
+ * for tests (probe actors linked beside the program's actors), so a test's
+ * types never collide with the program's: a program asserts at compile time
+ * that its types stay below RT_T_TEST_BASE.
+ */
 enum {
     RT_T_EXIT = 1,       /* to a parent: a child exited; payload rt_exit_info */
     RT_T_SYS_MAX = 99,
 };
+#define RT_T_TEST_BASE 0x70000000u
 
 typedef enum rt_exit_kind {
     RT_EXIT_NORMAL = 0,

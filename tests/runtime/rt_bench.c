@@ -21,7 +21,7 @@
 #include "runtime/log.h"
 #include "runtime/rt.h"
 
-enum { BENCH_T_PING = 1000 };
+enum { BENCH_T_PING = RT_T_TEST_BASE };
 
 static uint64_t handled;
 
