@@ -3,9 +3,10 @@
  * (so they survive restarts), rendered in the Prometheus text format.
  *
  * A metric is a name plus an optional label set written as Prometheus does,
- * e.g. rt_metric(rt, "chatd_acks_total", "result=\"ok\"", "Acks sent."). Look a
- * metric up once (at init) and keep the pointer: it stays valid for the
- * runtime's life. Updating is a plain add on the loop thread.
+ * e.g. rt_metric_get(rt, RT_COUNTER, "app_acks_total", "result=\"ok\"",
+ * "Acks sent."). Look a metric up once (at init) and keep the pointer: it
+ * stays valid for the runtime's life. Updating is a plain add on the loop
+ * thread.
  */
 #ifndef CHATD_RUNTIME_METRICS_H
 #define CHATD_RUNTIME_METRICS_H
@@ -58,5 +59,15 @@ double rt_metric_value(rt_runtime *rt, const char *name, const char *labels);
  * NULL when out of memory.
  */
 char *rt_metrics_render(rt_runtime *rt, size_t *len);
+
+/* --- the registry (for rt.c) --------------------------------------------------- */
+
+/*
+ * The registry behind rt_metric_get: rt_create makes one per runtime
+ * (reached with rt_metrics_of), rt_destroy frees it with every metric.
+ * Returns NULL when out of memory.
+ */
+rt_metrics *rt_metrics_new(void);
+void rt_metrics_free(rt_metrics *reg);
 
 #endif

@@ -45,6 +45,7 @@
 
 typedef struct rt_runtime rt_runtime;
 typedef struct rt_actor rt_actor;
+typedef struct rt_metrics rt_metrics;   /* runtime/metrics.h */
 typedef uint64_t rt_id;
 
 /* Return codes. Handlers return RT_OK, RT_STOP or RT_ERR. */
@@ -325,7 +326,10 @@ void rt_stats_count_restart(rt_runtime *rt, const char *name);
 /* Number of live actors. */
 size_t rt_actor_count(const rt_runtime *rt);
 
+/* The runtime's fault set (runtime/fault.h) and metrics registry
+ * (runtime/metrics.h), both created by rt_create and freed by rt_destroy. */
 rt_faults *rt_faults_of(rt_runtime *rt);
+rt_metrics *rt_metrics_of(rt_runtime *rt);
 
 /* Monotonic time in ms from the loop's clock. */
 double rt_now_ms(rt_runtime *rt);
