@@ -163,7 +163,7 @@ put_value(out *o, const char *name, const char *labels, double v)
         put(o, "%s %.17g\n", name, v);
 }
 
-/* The prefix and its separator: "chatd" gives "chatd_", NULL or "" none. */
+/* The prefix and its separator: "app" gives "app_", NULL or "" none. */
 typedef struct ns {
     const char *prefix, *sep;
 } ns;
@@ -236,7 +236,7 @@ put_runtime(out *o, rt_runtime *rt, ns n)
 }
 
 char *
-rt_metrics_render(rt_runtime *rt, size_t *len)
+rt_metrics_render(rt_runtime *rt, const char *prefix, size_t *len)
 {
     out o = { .cap = 4096 };
     if (!(o.buf = malloc(o.cap)))
@@ -252,7 +252,10 @@ rt_metrics_render(rt_runtime *rt, size_t *len)
             put_value(&o, f->name, s->labels, s->m.value);
         }
     }
-    put_runtime(&o, rt, (ns){ "chatd", "_" });
+    ns n = { "", "" };
+    if (prefix && *prefix)
+        n = (ns){ prefix, "_" };
+    put_runtime(&o, rt, n);
 
     if (o.failed) {
         free(o.buf);

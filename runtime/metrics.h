@@ -53,12 +53,19 @@ rt_metric_set(rt_metric *m, double v)
 double rt_metric_value(rt_runtime *rt, const char *name, const char *labels);
 
 /*
- * Renders every metric, plus the runtime's per-actor stats (restarts, crashes,
- * mailbox depth, high-water mark, overflows, shed), in the Prometheus text
- * format into a malloc'd, NUL-terminated string the caller frees. Returns
- * NULL when out of memory.
+ * Renders every metric, then the runtime's per-actor stats and the faults
+ * fired, in the Prometheus text format, into a malloc'd, NUL-terminated
+ * string the caller frees (its length in *len when len is not NULL). The
+ * runtime's own series are named PREFIX_NAME, e.g. with prefix "app":
+ * app_actor_up{actor="..."}, app_actor_restarts_total,
+ * app_actor_crashes_total, app_actor_messages_handled_total,
+ * app_mailbox_depth, app_mailbox_high_water, app_mailbox_overflows_total,
+ * app_mailbox_shed_total, app_fault_drops_total and
+ * app_faults_injected_total{action="..."} (prefix NULL or "": the bare
+ * names). The program's metrics keep the names
+ * they were registered under. Returns NULL when out of memory.
  */
-char *rt_metrics_render(rt_runtime *rt, size_t *len);
+char *rt_metrics_render(rt_runtime *rt, const char *prefix, size_t *len);
 
 /* --- the registry (for rt.c) --------------------------------------------------- */
 

@@ -9,7 +9,7 @@
 #include "runtime/metrics.h"
 
 /* What test_render_exact renders, as the runtime rendered it before the
- * runtime's files were split (RT_TEST_PRINT_METRICS=1 prints it). */
+ * prefix became a parameter (RT_TEST_PRINT_METRICS=1 prints it). */
 #define EXPECTED_RENDER \
     "# HELP chatd_acks_total Acks.\n" \
     "# TYPE chatd_acks_total counter\n" \
@@ -82,7 +82,7 @@ test_counters_and_gauges(void **state)
     rt_test_run_for(rt, 5);
 
     size_t len = 0;
-    char *text = rt_metrics_render(rt, &len);
+    char *text = rt_metrics_render(rt, "chatd", &len);
     assert_non_null(text);
     assert_int_equal(strlen(text), len);
     assert_non_null(strstr(text, "# HELP chatd_acks_total Acks.\n# TYPE chatd_acks_total counter\n"
@@ -107,7 +107,7 @@ test_render_grows(void **state)
         rt_metric_add(rt_metric_get(rt, RT_COUNTER, "chatd_many_total", labels, "Many."), i);
     }
     size_t len;
-    char *text = rt_metrics_render(rt, &len);
+    char *text = rt_metrics_render(rt, "chatd", &len);
     assert_non_null(text);
     assert_true(len > 500 * 20);
     assert_non_null(strstr(text, "chatd_many_total{n=\"499\"} 499\n"));
@@ -129,13 +129,20 @@ test_render_exact(void **state)
         rt_test_send(rt, "worker", PROBE_PING);
     rt_test_run_for(rt, 5);
 
-    char *text = rt_metrics_render(rt, NULL);
+    char *text = rt_metrics_render(rt, "chatd", NULL);
     assert_non_null(text);
     if (getenv("RT_TEST_PRINT_METRICS"))
         fputs(text, stdout);
     assert_string_equal(text, EXPECTED_RENDER);
     free(text);
 
+    /* without a prefix, the runtime's series have their bare names */
+    text = rt_metrics_render(rt, NULL, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\nactor_up{actor=\"worker\"} 1\n"));
+    assert_non_null(strstr(text, "\n# TYPE faults_injected_total counter\n"));
+    assert_null(strstr(text, "_actor_up"));
+    free(text);
     rt_test_close(rt);
 }
 
