@@ -13,6 +13,7 @@
  * Each figure is the best of R rounds, in ns per message.
  */
 #include <getopt.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,12 +83,16 @@ send_bursts(rt_runtime *rt, const rt_id *ids, size_t n, uint64_t m, double *tota
     return sending;
 }
 
-int
-main(int argc, char **argv)
+typedef struct bench_args {
+    size_t nactors;
+    uint64_t nmsg;
+    int rounds;
+} bench_args;
+
+static bool
+parse_args(int argc, char **argv, bench_args *a)
 {
-    size_t nactors = 1000;
-    uint64_t nmsg = 1000000;
-    int rounds = 5;
+    *a = (bench_args){ .nactors = 1000, .nmsg = 1000000, .rounds = 5 };
     static const struct option opts[] = {
         { "actors", required_argument, NULL, 'a' },
         { "messages", required_argument, NULL, 'm' },
@@ -97,16 +102,26 @@ main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'a': nactors = strtoull(optarg, NULL, 10); break;
-        case 'm': nmsg = strtoull(optarg, NULL, 10); break;
-        case 'r': rounds = atoi(optarg); break;
-        default:
-            fprintf(stderr, "usage: rt-bench [--actors N] [--messages M] [--rounds R]\n");
-            return 2;
+        case 'a': a->nactors = strtoull(optarg, NULL, 10); break;
+        case 'm': a->nmsg = strtoull(optarg, NULL, 10); break;
+        case 'r': a->rounds = atoi(optarg); break;
+        default: return false;
         }
     }
-    if (nactors == 0 || nmsg == 0 || rounds < 1)
+    return a->nactors > 0 && a->nmsg > 0 && a->rounds > 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    bench_args args;
+    if (!parse_args(argc, argv, &args)) {
+        fprintf(stderr, "usage: rt-bench [--actors N] [--messages M] [--rounds R]\n");
         return 2;
+    }
+    size_t nactors = args.nactors;
+    uint64_t nmsg = args.nmsg;
+    int rounds = args.rounds;
     rt_log_set_level(RT_LOG_ERROR);   /* rt_destroy logs each kill at WARN */
 
     char err[256];
