@@ -36,6 +36,7 @@ enum {
     PROBE_LOG,              /* journals "msg NAME PAYLOAD" (payload as text) */
     PROBE_SHUTDOWN_DONE,    /* the probe's own timer: a delayed shutdown is over */
 };
+_Static_assert(PROBE_PING >= RT_T_TEST_BASE, "the probe's types must stay in the test range");
 
 typedef struct probe_cfg {
     int fail_init;          /* fail this many inits, then succeed (-1: always) */
