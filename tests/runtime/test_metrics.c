@@ -122,7 +122,8 @@ test_render_exact(void **state)
 {
     (void)state;
     rt_runtime *rt = rt_test_open("drop:worker,every=2");
-    rt_metric_add(rt_metric_get(rt, RT_COUNTER, "chatd_acks_total", "result=\"ok\"", "Acks."), 3);
+    rt_metric *acks = rt_metric_get(rt, RT_COUNTER, "chatd_acks_total", "result=\"ok\"", "Acks.");
+    rt_metric_add(acks, 3);
     rt_metric_set(rt_metric_get(rt, RT_GAUGE, "chatd_backend_up", NULL, "Up."), 1);
     rt_spawn(rt, 0, &probe_spec, NULL, "worker", NULL);
     for (int i = 0; i < 4; i++)
