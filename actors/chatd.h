@@ -78,6 +78,7 @@ enum chatd_type {
     CHATD_T_SOCKET_UP,          /* empty payload */
     CHATD_T_TICK,               /* an actor's own timer; empty payload */
 };
+_Static_assert(CHATD_T_TICK < RT_T_TEST_BASE, "chatd types (TICK last) reach the test range");
 
 /* Names of the backends in chatd_backend_up. */
 #define CHATD_BACKEND_KAFKA    "kafka"

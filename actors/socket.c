@@ -1148,7 +1148,7 @@ http_metrics(socket_state *s, struct lws *wsi)
 {
     rt_metric_set(s->m.connections, (double)s->nconns);
     size_t len = 0;
-    char *text = rt_metrics_render(rt_of(s->self), &len);
+    char *text = rt_metrics_render(rt_of(s->self), "chatd", &len);
     if (!text)
         return -1;
     int rc = http_reply(wsi, 200, "text/plain; version=0.0.4; charset=utf-8", text, len,

@@ -124,22 +124,23 @@ valid_name(const char *s)
     return true;
 }
 
+/* "seed=N": stores N. Returns 1 when text is a seed, 0 when it is not, -1
+ * on a bad value. */
 static int
-parse_rule(char *text, rule *r, uint64_t *seed, bool *is_seed, char *err, size_t errlen)
+parse_seed(char *text, uint64_t *seed, char *err, size_t errlen)
 {
-    *is_seed = false;
-    if (strncmp(text, "seed", 4) == 0 && *trim(text + 4) == '=') {
-        char *val = trim(trim(text + 4) + 1);
-        if (!parse_u64(val, seed))
-            return fail(err, errlen, "fault spec: bad seed \"%s\"", val);
-        *is_seed = true;
+    if (strncmp(text, "seed", 4) != 0 || *trim(text + 4) != '=')
         return 0;
-    }
+    char *val = trim(trim(text + 4) + 1);
+    if (!parse_u64(val, seed))
+        return fail(err, errlen, "fault spec: bad seed \"%s\"", val);
+    return 1;
+}
 
-    *r = (rule){ .p = -1, .delay_ms = 100 };
-    char *opts = strchr(text, ',');
-    if (opts)
-        *opts++ = '\0';
+/* "ACTION:ACTOR[.POINT]" into r. Returns 0 or -1. */
+static int
+parse_target(char *text, rule *r, char *err, size_t errlen)
+{
     char *colon = strchr(text, ':');
     if (!colon)
         return fail(err, errlen, "fault spec: \"%s\" is not ACTION:ACTOR", text);
@@ -171,35 +172,61 @@ parse_rule(char *text, rule *r, uint64_t *seed, bool *is_seed, char *err, size_t
     if (r->action == RT_FAULT_DROP && strcmp(point, "recv") != 0)
         return fail(err, errlen, "fault spec: drop applies to messages (point recv), not \"%s\"",
                     point);
+    return 0;
+}
 
+/* One "KEY=VALUE" option into r (whose action is known). Returns 0 or -1. */
+static int
+parse_option(char *text, rule *r, char *err, size_t errlen)
+{
+    char *opt = trim(text);
+    char *eq = strchr(opt, '=');
+    if (!eq)
+        return fail(err, errlen, "fault spec: option \"%s\" is not KEY=VALUE", opt);
+    *eq = '\0';
+    opt = trim(opt);
+    char *val = trim(eq + 1);
+    bool ok;
+    if (strcmp(opt, "p") == 0)
+        ok = parse_double(val, &r->p) && r->p >= 0 && r->p <= 1;
+    else if (strcmp(opt, "every") == 0)
+        ok = parse_u64(val, &r->every) && r->every > 0;
+    else if (strcmp(opt, "after") == 0)
+        ok = parse_u64(val, &r->after);
+    else if (strcmp(opt, "max") == 0)
+        ok = parse_u64(val, &r->max) && r->max > 0;
+    else if (strcmp(opt, "ms") == 0)
+        ok = r->action == RT_FAULT_DELAY && parse_double(val, &r->delay_ms) &&
+             r->delay_ms >= 0 && r->delay_ms <= 3600e3;
+    else
+        return fail(err, errlen, "fault spec: unknown option \"%s\" (p, every, after, max, ms)",
+                    opt);
+    if (!ok)
+        return fail(err, errlen, "fault spec: bad value \"%s\" for %s", val, opt);
+    return 0;
+}
+
+/* One rule, or the seed (then *is_seed). Returns 0 or -1 with err set. */
+static int
+parse_rule(char *text, rule *r, uint64_t *seed, bool *is_seed, char *err, size_t errlen)
+{
+    int s = parse_seed(text, seed, err, errlen);
+    *is_seed = s == 1;
+    if (s != 0)
+        return s < 0 ? -1 : 0;
+
+    *r = (rule){ .p = -1, .delay_ms = 100 };
+    char *opts = strchr(text, ',');
+    if (opts)
+        *opts++ = '\0';
+    if (parse_target(text, r, err, errlen) < 0)
+        return -1;
     while (opts) {
         char *next = strchr(opts, ',');
         if (next)
             *next++ = '\0';
-        char *opt = trim(opts);
-        char *eq = strchr(opt, '=');
-        if (!eq)
-            return fail(err, errlen, "fault spec: option \"%s\" is not KEY=VALUE", opt);
-        *eq = '\0';
-        opt = trim(opt);
-        char *val = trim(eq + 1);
-        bool ok;
-        if (strcmp(opt, "p") == 0)
-            ok = parse_double(val, &r->p) && r->p >= 0 && r->p <= 1;
-        else if (strcmp(opt, "every") == 0)
-            ok = parse_u64(val, &r->every) && r->every > 0;
-        else if (strcmp(opt, "after") == 0)
-            ok = parse_u64(val, &r->after);
-        else if (strcmp(opt, "max") == 0)
-            ok = parse_u64(val, &r->max) && r->max > 0;
-        else if (strcmp(opt, "ms") == 0)
-            ok = r->action == RT_FAULT_DELAY && parse_double(val, &r->delay_ms) &&
-                 r->delay_ms >= 0 && r->delay_ms <= 3600e3;
-        else
-            return fail(err, errlen, "fault spec: unknown option \"%s\" (p, every, after, max, ms)",
-                        opt);
-        if (!ok)
-            return fail(err, errlen, "fault spec: bad value \"%s\" for %s", val, opt);
+        if (parse_option(opts, r, err, errlen) < 0)
+            return -1;
         opts = next;
     }
     if (r->p >= 0 && r->every)

@@ -2,8 +2,8 @@
  * Fault injection, for tests: crash, delay or drop named actors at chosen
  * points, reproducibly from a seed.
  *
- * Configured by one string (CHATD_FAULTS or a --faults flag): rules separated
- * by ';', each
+ * Configured by one string (from the program's environment or command line):
+ * rules separated by ';', each
  *
  *     ACTION:ACTOR[.POINT][,OPTION...]     or     seed=N
  *

@@ -1,6 +1,7 @@
 /*
  * Growing an array in place: the one helper behind every growable buffer and
- * table in chatd, so the doubling and the overflow checks are written once.
+ * table of the program, so the doubling and the overflow checks are written
+ * once.
  *
  *     if (!rt_grow((void **)&st->rooms, &st->rooms_cap, st->nrooms + 1,
  *                  sizeof(*st->rooms)))

@@ -18,20 +18,34 @@ rt_map_free(rt_map *m)
     *m = (rt_map){0};
 }
 
-/* FNV-1a, then a finaliser so that the low bits mix well. */
+/* 8-byte keys (the u64 helpers: actor ids, connection ids) hash by
+ * rt_map_hash_u64 alone, which makes their hashes unique (map.h); other keys
+ * by FNV-1a, then the same mix so that the low bits mix well. */
 static uint64_t
 hash_bytes(const void *key, size_t len)
 {
+    if (len == sizeof(uint64_t)) {
+        uint64_t k;
+        memcpy(&k, key, sizeof(k));
+        return rt_map_hash_u64(k);
+    }
     const unsigned char *p = key;
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < len; i++) {
         h ^= p[i];
         h *= 0x100000001b3ull;
     }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
+    return rt_map_hash_u64(h);
+}
+
+/* An 8-byte key is equal when its hash is (the mix is a bijection): the
+ * lookup then never reads the key's separate allocation. */
+static bool
+same_key(const rt_map_entry *e, const void *key, size_t len, uint64_t h)
+{
+    if (e->hash != h || e->key_len != len)
+        return false;
+    return len == sizeof(uint64_t) || memcmp(e->key, key, len) == 0;
 }
 
 static size_t
@@ -44,7 +58,7 @@ find(const rt_map *m, const void *key, size_t len, uint64_t h, bool *found)
             *found = false;
             return i;
         }
-        if (e->hash == h && e->key_len == len && memcmp(e->key, key, len) == 0) {
+        if (same_key(e, key, len, h)) {
             *found = true;
             return i;
         }

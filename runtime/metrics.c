@@ -6,108 +6,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/grow.h"
+#include "runtime/list.h"
+
 typedef struct series {
     rt_metric m;            /* first: a series pointer is its metric */
     char *labels;           /* "" when none */
-    struct series *next;
+    rt_link link;           /* in family.series, first-use order */
 } series;
 
 typedef struct family {
     char *name;
     char *help;
     rt_metric_kind kind;
-    series *head, *tail;
-    struct family *next;
+    rt_list series;
+    rt_link link;           /* in rt_metrics.families, first-use order */
 } family;
 
-struct rt_metrics_registry {
-    family *head, *tail;
+struct rt_metrics {
+    rt_list families;
 };
 
-/* Defined in rt.c: where the runtime keeps its registry. */
-struct rt_metrics_registry **rt_metrics_registry_of(rt_runtime *rt);
-void rt_metrics_free_registry(struct rt_metrics_registry *reg);
-
-static family *
-find_family(struct rt_metrics_registry *reg, const char *name)
+rt_metrics *
+rt_metrics_new(void)
 {
-    for (family *f = reg ? reg->head : NULL; f; f = f->next)
-        if (strcmp(f->name, name) == 0)
-            return f;
-    return NULL;
-}
-
-static series *
-find_series(family *f, const char *labels)
-{
-    for (series *s = f->head; s; s = s->next)
-        if (strcmp(s->labels, labels) == 0)
-            return s;
-    return NULL;
-}
-
-rt_metric *
-rt_metric_get(rt_runtime *rt, rt_metric_kind kind, const char *name, const char *labels,
-              const char *help)
-{
-    struct rt_metrics_registry **regp = rt_metrics_registry_of(rt);
-    if (!*regp && !(*regp = calloc(1, sizeof(**regp))))
-        return NULL;
-    struct rt_metrics_registry *reg = *regp;
-    if (!labels)
-        labels = "";
-
-    family *f = find_family(reg, name);
-    if (f && f->kind != kind)
-        return NULL;
-    if (!f) {
-        f = calloc(1, sizeof(*f));
-        if (!f || !(f->name = strdup(name)) || !(f->help = strdup(help ? help : ""))) {
-            if (f)
-                free(f->name);
-            free(f);
-            return NULL;
-        }
-        f->kind = kind;
-        if (reg->tail)
-            reg->tail->next = f;
-        else
-            reg->head = f;
-        reg->tail = f;
-    }
-    series *s = find_series(f, labels);
-    if (s)
-        return &s->m;
-    s = calloc(1, sizeof(*s));
-    if (!s || !(s->labels = strdup(labels))) {
-        free(s);
-        return NULL;
-    }
-    if (f->tail)
-        f->tail->next = s;
-    else
-        f->head = s;
-    f->tail = s;
-    return &s->m;
-}
-
-double
-rt_metric_value(rt_runtime *rt, const char *name, const char *labels)
-{
-    family *f = find_family(*rt_metrics_registry_of(rt), name);
-    series *s = f ? find_series(f, labels ? labels : "") : NULL;
-    return s ? s->m.value : 0;
+    return calloc(1, sizeof(rt_metrics));
 }
 
 void
-rt_metrics_free_registry(struct rt_metrics_registry *reg)
+rt_metrics_free(rt_metrics *reg)
 {
     if (!reg)
         return;
-    for (family *f = reg->head, *fn; f; f = fn) {
-        fn = f->next;
-        for (series *s = f->head, *sn; s; s = sn) {
-            sn = s->next;
+    for (rt_link *fl; (fl = rt_list_pop_front(&reg->families));) {
+        family *f = RT_CONTAINER(fl, family, link);
+        for (rt_link *sl; (sl = rt_list_pop_front(&f->series));) {
+            series *s = RT_CONTAINER(sl, series, link);
             free(s->labels);
             free(s);
         }
@@ -116,6 +50,75 @@ rt_metrics_free_registry(struct rt_metrics_registry *reg)
         free(f);
     }
     free(reg);
+}
+
+static family *
+find_family(rt_metrics *reg, const char *name)
+{
+    for (rt_link *l = reg->families.head; l; l = l->next) {
+        family *f = RT_CONTAINER(l, family, link);
+        if (strcmp(f->name, name) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+static series *
+find_series(family *f, const char *labels)
+{
+    for (rt_link *l = f->series.head; l; l = l->next) {
+        series *s = RT_CONTAINER(l, series, link);
+        if (strcmp(s->labels, labels) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+static family *
+add_family(rt_metrics *reg, rt_metric_kind kind, const char *name, const char *help)
+{
+    family *f = calloc(1, sizeof(*f));
+    if (!f || !(f->name = strdup(name)) || !(f->help = strdup(help ? help : ""))) {
+        if (f)
+            free(f->name);
+        free(f);
+        return NULL;
+    }
+    f->kind = kind;
+    rt_list_push_back(&reg->families, &f->link);
+    return f;
+}
+
+rt_metric *
+rt_metric_get(rt_runtime *rt, rt_metric_kind kind, const char *name, const char *labels,
+              const char *help)
+{
+    rt_metrics *reg = rt_metrics_of(rt);
+    if (!labels)
+        labels = "";
+    family *f = find_family(reg, name);
+    if (f && f->kind != kind)
+        return NULL;
+    if (!f && !(f = add_family(reg, kind, name, help)))
+        return NULL;
+    series *s = find_series(f, labels);
+    if (s)
+        return &s->m;
+    s = calloc(1, sizeof(*s));
+    if (!s || !(s->labels = strdup(labels))) {
+        free(s);
+        return NULL;
+    }
+    rt_list_push_back(&f->series, &s->link);
+    return &s->m;
+}
+
+double
+rt_metric_value(rt_runtime *rt, const char *name, const char *labels)
+{
+    family *f = find_family(rt_metrics_of(rt), name);
+    series *s = f ? find_series(f, labels ? labels : "") : NULL;
+    return s ? s->m.value : 0;
 }
 
 /* --- rendering --------------------------------------------------------- */
@@ -144,14 +147,10 @@ put(out *o, const char *fmt, ...)
             o->len += (size_t)n;
             return;
         }
-        size_t cap = o->cap * 2 + (size_t)n;
-        char *b = realloc(o->buf, cap);
-        if (!b) {
+        if (!rt_grow((void **)&o->buf, &o->cap, o->len + (size_t)n + 1, 1)) {
             o->failed = true;
             return;
         }
-        o->buf = b;
-        o->cap = cap;
     }
 }
 
@@ -164,6 +163,18 @@ put_value(out *o, const char *name, const char *labels, double v)
         put(o, "%s %.17g\n", name, v);
 }
 
+/* The prefix and its separator: "app" gives "app_", NULL or "" none. */
+typedef struct ns {
+    const char *prefix, *sep;
+} ns;
+
+static void
+put_header(out *o, ns n, const char *name, const char *help, const char *type)
+{
+    put(o, "# HELP %s%s%s %s\n# TYPE %s%s%s %s\n", n.prefix, n.sep, name, help, n.prefix,
+        n.sep, name, type);
+}
+
 typedef struct stat_field {
     const char *name;
     const char *help;
@@ -171,20 +182,21 @@ typedef struct stat_field {
 } stat_field;
 
 static const stat_field stat_fields[] = {
-    { "chatd_actor_up", "1 when an instance of the actor is alive.", "gauge" },
-    { "chatd_actor_restarts_total", "Restarts of the actor by its supervisor.", "counter" },
-    { "chatd_actor_crashes_total", "Abnormal exits of the actor.", "counter" },
-    { "chatd_actor_messages_handled_total", "Messages the actor handled.", "counter" },
-    { "chatd_mailbox_depth", "Messages queued in the actor's mailbox.", "gauge" },
-    { "chatd_mailbox_high_water", "Largest mailbox depth seen.", "gauge" },
-    { "chatd_mailbox_overflows_total", "Sends that found the mailbox full.", "counter" },
-    { "chatd_mailbox_shed_total", "Messages dropped by a drop-oldest mailbox.", "counter" },
-    { "chatd_fault_drops_total", "Messages dropped by fault injection.", "counter" },
+    { "actor_up", "1 when an instance of the actor is alive.", "gauge" },
+    { "actor_restarts_total", "Restarts of the actor by its supervisor.", "counter" },
+    { "actor_crashes_total", "Abnormal exits of the actor.", "counter" },
+    { "actor_messages_handled_total", "Messages the actor handled.", "counter" },
+    { "mailbox_depth", "Messages queued in the actor's mailbox.", "gauge" },
+    { "mailbox_high_water", "Largest mailbox depth seen.", "gauge" },
+    { "mailbox_overflows_total", "Sends that found the mailbox full.", "counter" },
+    { "mailbox_shed_total", "Messages dropped by a drop-oldest mailbox.", "counter" },
+    { "fault_drops_total", "Messages dropped by fault injection.", "counter" },
 };
 #define NSTAT (sizeof(stat_fields) / sizeof(stat_fields[0]))
 
 typedef struct stat_ctx {
     out *o;
+    ns n;
     size_t field;
 } stat_ctx;
 
@@ -204,36 +216,46 @@ put_stat(const rt_stats *s, void *ud)
     case 7: v = (double)s->shed; break;
     case 8: v = (double)s->fault_drops; break;
     }
-    put(c->o, "%s{actor=\"%s\"} %.17g\n", stat_fields[c->field].name, s->name, v);
+    put(c->o, "%s%s%s{actor=\"%s\"} %.17g\n", c->n.prefix, c->n.sep, stat_fields[c->field].name,
+        s->name, v);
+}
+
+static void
+put_runtime(out *o, rt_runtime *rt, ns n)
+{
+    for (size_t i = 0; i < NSTAT; i++) {
+        put_header(o, n, stat_fields[i].name, stat_fields[i].help, stat_fields[i].type);
+        stat_ctx c = { o, n, i };
+        rt_stats_foreach(rt, put_stat, &c);
+    }
+    rt_faults *faults = rt_faults_of(rt);
+    put_header(o, n, "faults_injected_total", "Faults fired by fault injection.", "counter");
+    for (int a = RT_FAULT_CRASH; a <= RT_FAULT_DROP; a++)
+        put(o, "%s%sfaults_injected_total{action=\"%s\"} %" PRIu64 "\n", n.prefix, n.sep,
+            rt_fault_action_name((rt_fault_action)a), rt_faults_fired(faults, (rt_fault_action)a));
 }
 
 char *
-rt_metrics_render(rt_runtime *rt, size_t *len)
+rt_metrics_render(rt_runtime *rt, const char *prefix, size_t *len)
 {
     out o = { .cap = 4096 };
     if (!(o.buf = malloc(o.cap)))
         return NULL;
     o.buf[0] = '\0';
 
-    for (family *f = (*rt_metrics_registry_of(rt)) ? (*rt_metrics_registry_of(rt))->head : NULL;
-         f; f = f->next) {
+    for (rt_link *fl = rt_metrics_of(rt)->families.head; fl; fl = fl->next) {
+        family *f = RT_CONTAINER(fl, family, link);
         put(&o, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
             f->kind == RT_COUNTER ? "counter" : "gauge");
-        for (series *s = f->head; s; s = s->next)
+        for (rt_link *sl = f->series.head; sl; sl = sl->next) {
+            series *s = RT_CONTAINER(sl, series, link);
             put_value(&o, f->name, s->labels, s->m.value);
+        }
     }
-    for (size_t i = 0; i < NSTAT; i++) {
-        put(&o, "# HELP %s %s\n# TYPE %s %s\n", stat_fields[i].name, stat_fields[i].help,
-            stat_fields[i].name, stat_fields[i].type);
-        stat_ctx c = { &o, i };
-        rt_stats_foreach(rt, put_stat, &c);
-    }
-    rt_faults *faults = rt_faults_of(rt);
-    put(&o, "# HELP chatd_faults_injected_total Faults fired by fault injection.\n"
-            "# TYPE chatd_faults_injected_total counter\n");
-    for (int a = RT_FAULT_CRASH; a <= RT_FAULT_DROP; a++)
-        put(&o, "chatd_faults_injected_total{action=\"%s\"} %" PRIu64 "\n",
-            rt_fault_action_name((rt_fault_action)a), rt_faults_fired(faults, (rt_fault_action)a));
+    ns n = { "", "" };
+    if (prefix && *prefix)
+        n = (ns){ prefix, "_" };
+    put_runtime(&o, rt, n);
 
     if (o.failed) {
         free(o.buf);

@@ -3,9 +3,10 @@
  * (so they survive restarts), rendered in the Prometheus text format.
  *
  * A metric is a name plus an optional label set written as Prometheus does,
- * e.g. rt_metric(rt, "chatd_acks_total", "result=\"ok\"", "Acks sent."). Look a
- * metric up once (at init) and keep the pointer: it stays valid for the
- * runtime's life. Updating is a plain add on the loop thread.
+ * e.g. rt_metric_get(rt, RT_COUNTER, "app_acks_total", "result=\"ok\"",
+ * "Acks sent."). Look a metric up once (at init) and keep the pointer: it
+ * stays valid for the runtime's life. Updating is a plain add on the loop
+ * thread.
  */
 #ifndef CHATD_RUNTIME_METRICS_H
 #define CHATD_RUNTIME_METRICS_H
@@ -52,11 +53,28 @@ rt_metric_set(rt_metric *m, double v)
 double rt_metric_value(rt_runtime *rt, const char *name, const char *labels);
 
 /*
- * Renders every metric, plus the runtime's per-actor stats (restarts, crashes,
- * mailbox depth, high-water mark, overflows, shed), in the Prometheus text
- * format into a malloc'd, NUL-terminated string the caller frees. Returns
- * NULL when out of memory.
+ * Renders every metric, then the runtime's per-actor stats and the faults
+ * fired, in the Prometheus text format, into a malloc'd, NUL-terminated
+ * string the caller frees (its length in *len when len is not NULL). The
+ * runtime's own series are named PREFIX_NAME, e.g. with prefix "app":
+ * app_actor_up{actor="..."}, app_actor_restarts_total,
+ * app_actor_crashes_total, app_actor_messages_handled_total,
+ * app_mailbox_depth, app_mailbox_high_water, app_mailbox_overflows_total,
+ * app_mailbox_shed_total, app_fault_drops_total and
+ * app_faults_injected_total{action="..."} (prefix NULL or "": the bare
+ * names). The program's metrics keep the names
+ * they were registered under. Returns NULL when out of memory.
  */
-char *rt_metrics_render(rt_runtime *rt, size_t *len);
+char *rt_metrics_render(rt_runtime *rt, const char *prefix, size_t *len);
+
+/* --- the registry (for rt.c) --------------------------------------------------- */
+
+/*
+ * The registry behind rt_metric_get: rt_create makes one per runtime
+ * (reached with rt_metrics_of), rt_destroy frees it with every metric.
+ * Returns NULL when out of memory.
+ */
+rt_metrics *rt_metrics_new(void);
+void rt_metrics_free(rt_metrics *reg);
 
 #endif

@@ -45,6 +45,7 @@
 
 typedef struct rt_runtime rt_runtime;
 typedef struct rt_actor rt_actor;
+typedef struct rt_metrics rt_metrics;   /* runtime/metrics.h */
 typedef uint64_t rt_id;
 
 /* Return codes. Handlers return RT_OK, RT_STOP or RT_ERR. */
@@ -59,11 +60,18 @@ enum {
     RT_EINVAL = -5,
 };
 
-/* Message types 1..99 are the runtime's; proto records start at 100. */
+/*
+ * Message types 1..99 are the runtime's; proto records start at 100 and the
+ * program's own types follow them. Types from RT_T_TEST_BASE up are reserved
+ * for tests (probe actors linked beside the program's actors), so a test's
+ * types never collide with the program's: a program asserts at compile time
+ * that its types stay below RT_T_TEST_BASE.
+ */
 enum {
     RT_T_EXIT = 1,       /* to a parent: a child exited; payload rt_exit_info */
     RT_T_SYS_MAX = 99,
 };
+#define RT_T_TEST_BASE 0x70000000u
 
 typedef enum rt_exit_kind {
     RT_EXIT_NORMAL = 0,
@@ -318,7 +326,10 @@ void rt_stats_count_restart(rt_runtime *rt, const char *name);
 /* Number of live actors. */
 size_t rt_actor_count(const rt_runtime *rt);
 
+/* The runtime's fault set (runtime/fault.h) and metrics registry
+ * (runtime/metrics.h), both created by rt_create and freed by rt_destroy. */
 rt_faults *rt_faults_of(rt_runtime *rt);
+rt_metrics *rt_metrics_of(rt_runtime *rt);
 
 /* Monotonic time in ms from the loop's clock. */
 double rt_now_ms(rt_runtime *rt);

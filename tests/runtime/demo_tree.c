@@ -11,7 +11,7 @@
 #include "runtime/sup.h"
 
 enum {
-    DEMO_TICK = 400,        /* timer: source produces, monitor reports */
+    DEMO_TICK = RT_T_TEST_BASE + 0x400, /* timer: source produces, monitor reports */
     DEMO_ITEM,              /* payload: msgpack uint, the item's number */
 };
 

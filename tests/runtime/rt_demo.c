@@ -28,13 +28,20 @@ on_stop(struct ev_loop *loop, ev_timer *w, int revents)
     rt_shutdown(w->data);
 }
 
-int
-main(int argc, char **argv)
+typedef struct demo_args {
+    double seconds;
+    const char *faults;
+    uint64_t seed;
+    rt_log_level level;
+} demo_args;
+
+/* Returns -1 to go on, else the exit status. */
+static int
+parse_args(int argc, char **argv, demo_args *a)
 {
-    double seconds = 5;
-    const char *faults = getenv("CHATD_FAULTS") ? getenv("CHATD_FAULTS") : DEFAULT_FAULTS;
-    uint64_t seed = 0;
-    rt_log_level level = RT_LOG_WARN;
+    const char *env = getenv("CHATD_FAULTS");
+    *a = (demo_args){ .seconds = 5, .faults = env ? env : DEFAULT_FAULTS,
+                      .level = RT_LOG_WARN };
     static const struct option opts[] = {
         { "seconds", required_argument, NULL, 's' },
         { "faults", required_argument, NULL, 'f' },
@@ -46,11 +53,11 @@ main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 's': seconds = atof(optarg); break;
-        case 'f': faults = optarg; break;
-        case 'S': seed = strtoull(optarg, NULL, 10); break;
+        case 's': a->seconds = atof(optarg); break;
+        case 'f': a->faults = optarg; break;
+        case 'S': a->seed = strtoull(optarg, NULL, 10); break;
         case 'l':
-            if (!rt_log_parse_level(optarg, &level)) {
+            if (!rt_log_parse_level(optarg, &a->level)) {
                 fprintf(stderr, "rt-demo: unknown log level \"%s\"\n", optarg);
                 return 2;
             }
@@ -62,10 +69,22 @@ main(int argc, char **argv)
             return c == 'h' ? 0 : 2;
         }
     }
-    rt_log_set_level(level);
+    return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+    demo_args args;
+    int st = parse_args(argc, argv, &args);
+    if (st >= 0)
+        return st;
+    double seconds = args.seconds;
+    const char *faults = args.faults;
+    rt_log_set_level(args.level);
 
     char err[256];
-    rt_config cfg = { .faults = faults, .fault_seed = seed };
+    rt_config cfg = { .faults = faults, .fault_seed = args.seed };
     rt_runtime *rt = rt_create(&cfg, err, sizeof(err));
     if (!rt) {
         fprintf(stderr, "rt-demo: %s\n", err);

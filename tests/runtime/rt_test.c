@@ -105,8 +105,6 @@ probe_init(rt_actor *self, const void *arg)
     return RT_OK;
 }
 
-enum { PROBE_SHUTDOWN_DONE = 250 };
-
 static int
 probe_handle(rt_actor *self, const proto_env *msg)
 {

@@ -25,14 +25,18 @@
 #include "runtime/rt.h"
 #include "runtime/sup.h"
 
-/* Message types the probe understands. */
+/* Message types the probe understands: in the range the runtime reserves for
+ * tests (rt.h), so they never collide with the types of the program whose
+ * actor tests link the probe too. */
 enum {
-    PROBE_PING = 200,       /* counted in handled */
+    PROBE_PING = RT_T_TEST_BASE,    /* counted in handled */
     PROBE_CRASH,            /* handler returns RT_ERR */
     PROBE_STOP,             /* handler returns RT_STOP */
     PROBE_ECHO,             /* sends PROBE_PING back to the sender */
     PROBE_LOG,              /* journals "msg NAME PAYLOAD" (payload as text) */
+    PROBE_SHUTDOWN_DONE,    /* the probe's own timer: a delayed shutdown is over */
 };
+_Static_assert(PROBE_PING >= RT_T_TEST_BASE, "the probe's types must stay in the test range");
 
 typedef struct probe_cfg {
     int fail_init;          /* fail this many inits, then succeed (-1: always) */

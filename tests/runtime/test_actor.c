@@ -14,7 +14,9 @@ typedef struct recorder {
     const int *pipe_fds;    /* the test's pipe, for REC_WATCH_PIPE */
 } recorder;
 
-enum { REC_MSG = 300, REC_ARM_TIMER, REC_CANCEL_TIMER, REC_WATCH_PIPE, REC_CRASH_NOW };
+enum {
+    REC_MSG = RT_T_TEST_BASE + 0x100, REC_ARM_TIMER, REC_CANCEL_TIMER, REC_WATCH_PIPE, REC_CRASH_NOW
+};
 
 static int
 rec_io(rt_actor *self, rt_io *io, int fd, int revents)

@@ -243,7 +243,7 @@ test_rate(void **state)
 }
 
 static void
-test_every_after_max(void **state)
+test_every(void **state)
 {
     (void)state;
     rt_log_set_level(RT_LOG_OFF);
@@ -259,9 +259,15 @@ test_every_after_max(void **state)
     assert_int_equal(run_checks(f, "a", "recv", 100, NULL), 100);
     assert_int_equal(run_checks(f, "b", "recv", 100, NULL), 100);
     rt_faults_free(f);
+}
 
+static void
+test_after(void **state)
+{
+    (void)state;
+    rt_log_set_level(RT_LOG_OFF);
     /* after=5: silent for 5 checks, then always */
-    f = parse_ok("crash:a,after=5");
+    rt_faults *f = parse_ok("crash:a,after=5");
     run_checks(f, "a", "recv", 100, seq_a);
     for (int i = 0; i < 100; i++)
         assert_int_equal(seq_a[i], i >= 5);
@@ -290,9 +296,15 @@ test_every_after_max(void **state)
     for (int i = 0; i < 100; i++)
         assert_int_equal(seq_a[i], i >= 50);
     rt_faults_free(f);
+}
 
+static void
+test_max(void **state)
+{
+    (void)state;
+    rt_log_set_level(RT_LOG_OFF);
     /* max=3: the first three checks, then never */
-    f = parse_ok("crash:a,max=3");
+    rt_faults *f = parse_ok("crash:a,max=3");
     run_checks(f, "a", "recv", 100, seq_a);
     for (int i = 0; i < 100; i++)
         assert_int_equal(seq_a[i], i < 3);
@@ -612,7 +624,9 @@ main(void)
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_streams_independent),
         cmocka_unit_test(test_rate),
-        cmocka_unit_test(test_every_after_max),
+        cmocka_unit_test(test_every),
+        cmocka_unit_test(test_after),
+        cmocka_unit_test(test_max),
         cmocka_unit_test(test_matching),
         cmocka_unit_test(test_rt_crash_restarted),
         cmocka_unit_test(test_rt_drop),

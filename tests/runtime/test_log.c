@@ -143,20 +143,38 @@ test_threshold(void **state)
     assert_non_null(strstr(out, " t error\n"));
     assert_non_null(strstr(out, " t error direct\n"));
     free(out);
+    rt_log_set_level(RT_LOG_OFF);
+}
 
-    /* off: nothing at all, not even errors */
+/* off: nothing at all, not even errors */
+static void
+test_threshold_off(void **state)
+{
+    (void)state;
+    capture cap;
+    size_t len;
+    side_effects = 0;
     rt_log_set_level(RT_LOG_OFF);
     unsigned long e = rt_log_count(RT_LOG_ERROR);
     capture_begin(&cap);
     rt_error("t", "error %d", bump());
     rt_log_write(RT_LOG_ERROR, "t", "error direct");
-    out = capture_end(&cap, &len);
+    char *out = capture_end(&cap, &len);
     assert_int_equal(len, 0);
     assert_int_equal(side_effects, 0);
     assert_int_equal(rt_log_count(RT_LOG_ERROR), e);
     free(out);
+}
 
-    /* debug: everything */
+/* debug: everything */
+static void
+test_threshold_debug(void **state)
+{
+    (void)state;
+    unsigned long c[RT_LOG_OFF];
+    capture cap;
+    size_t len;
+    side_effects = 0;
     rt_log_set_level(RT_LOG_DEBUG);
     for (int l = 0; l < RT_LOG_OFF; l++)
         c[l] = rt_log_count((rt_log_level)l);
@@ -165,7 +183,7 @@ test_threshold(void **state)
     rt_info("t", "i");
     rt_warn("t", "w");
     rt_error("t", "e");
-    out = capture_end(&cap, &len);
+    char *out = capture_end(&cap, &len);
     assert_int_equal(side_effects, 1);
     for (int l = 0; l < RT_LOG_OFF; l++)
         assert_int_equal(rt_log_count((rt_log_level)l), c[l] + 1);
@@ -322,6 +340,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_level),
         cmocka_unit_test(test_threshold),
+        cmocka_unit_test(test_threshold_off),
+        cmocka_unit_test(test_threshold_debug),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_truncation),
     };

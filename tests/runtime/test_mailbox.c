@@ -12,7 +12,7 @@
 static rt_msg *
 msg_n(uint64_t n)
 {
-    proto_env env = { .type = 200, .from = 1, .to = 2, .corr = n };
+    proto_env env = { .type = RT_T_TEST_BASE, .from = 1, .to = 2, .corr = n };
     rt_msg *m = rt_msg_new(&env);
     assert_non_null(m);
     return m;
@@ -238,7 +238,7 @@ test_msg_round_trip(void **state)
 
 /* --- through the runtime --------------------------------------------------- */
 
-enum { REC_MSG = 200 };
+enum { REC_MSG = RT_T_TEST_BASE + 0x100 };
 
 /* Journals "corr N" for every message it handles. */
 static int

@@ -73,12 +73,49 @@ test_u64_keys(void **state)
     rt_map_free(&m);
 }
 
+/* As the runtime's actor table uses it: sequential ids, removals, lookups
+ * through the inline rt_map_get_u64 and the generic rt_map_get agreeing. */
+static void
+test_u64_many(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    static int v[N + 1];
+    rt_map m = {0};
+    for (uint64_t id = 1; id <= N; id++)
+        assert_true(rt_map_put_u64(&m, id, &v[id]));
+    assert_int_equal(m.len, N);
+    for (uint64_t id = 1; id <= N; id += 3)
+        assert_ptr_equal(rt_map_del_u64(&m, id), &v[id]);
+    for (uint64_t id = 1; id <= N; id++) {
+        void *want = (id - 1) % 3 == 0 ? NULL : &v[id];
+        assert_ptr_equal(rt_map_get_u64(&m, id), want);
+        assert_ptr_equal(rt_map_get(&m, &id, sizeof(id)), want);
+    }
+    assert_null(rt_map_get_u64(&m, 0));
+    assert_null(rt_map_get_u64(&m, N + 1));
+    /* 8 bytes are 8 bytes: a string key of that size is the same key, and
+     * a shorter key with the same leading bytes is not */
+    uint64_t id = 2;
+    char bytes[sizeof(id)];
+    memcpy(bytes, &id, sizeof(id));
+    assert_ptr_equal(rt_map_get(&m, bytes, sizeof(bytes)), &v[2]);
+    assert_null(rt_map_get(&m, bytes, sizeof(bytes) - 1));
+    int w;
+    assert_true(rt_map_put(&m, "12345678", 8, &w));
+    uint64_t k;
+    memcpy(&k, "12345678", 8);
+    assert_ptr_equal(rt_map_get_u64(&m, k), &w);
+    rt_map_free(&m);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_get_del),
         cmocka_unit_test(test_u64_keys),
+        cmocka_unit_test(test_u64_many),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

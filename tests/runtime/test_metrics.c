@@ -8,6 +8,48 @@
 
 #include "runtime/metrics.h"
 
+/* What test_render_exact renders, as the runtime rendered it before the
+ * prefix became a parameter (RT_TEST_PRINT_METRICS=1 prints it). */
+#define EXPECTED_RENDER \
+    "# HELP chatd_acks_total Acks.\n" \
+    "# TYPE chatd_acks_total counter\n" \
+    "chatd_acks_total{result=\"ok\"} 3\n" \
+    "# HELP chatd_backend_up Up.\n" \
+    "# TYPE chatd_backend_up gauge\n" \
+    "chatd_backend_up 1\n" \
+    "# HELP chatd_actor_up 1 when an instance of the actor is alive.\n" \
+    "# TYPE chatd_actor_up gauge\n" \
+    "chatd_actor_up{actor=\"worker\"} 1\n" \
+    "# HELP chatd_actor_restarts_total Restarts of the actor by its supervisor.\n" \
+    "# TYPE chatd_actor_restarts_total counter\n" \
+    "chatd_actor_restarts_total{actor=\"worker\"} 0\n" \
+    "# HELP chatd_actor_crashes_total Abnormal exits of the actor.\n" \
+    "# TYPE chatd_actor_crashes_total counter\n" \
+    "chatd_actor_crashes_total{actor=\"worker\"} 0\n" \
+    "# HELP chatd_actor_messages_handled_total Messages the actor handled.\n" \
+    "# TYPE chatd_actor_messages_handled_total counter\n" \
+    "chatd_actor_messages_handled_total{actor=\"worker\"} 2\n" \
+    "# HELP chatd_mailbox_depth Messages queued in the actor's mailbox.\n" \
+    "# TYPE chatd_mailbox_depth gauge\n" \
+    "chatd_mailbox_depth{actor=\"worker\"} 0\n" \
+    "# HELP chatd_mailbox_high_water Largest mailbox depth seen.\n" \
+    "# TYPE chatd_mailbox_high_water gauge\n" \
+    "chatd_mailbox_high_water{actor=\"worker\"} 4\n" \
+    "# HELP chatd_mailbox_overflows_total Sends that found the mailbox full.\n" \
+    "# TYPE chatd_mailbox_overflows_total counter\n" \
+    "chatd_mailbox_overflows_total{actor=\"worker\"} 0\n" \
+    "# HELP chatd_mailbox_shed_total Messages dropped by a drop-oldest mailbox.\n" \
+    "# TYPE chatd_mailbox_shed_total counter\n" \
+    "chatd_mailbox_shed_total{actor=\"worker\"} 0\n" \
+    "# HELP chatd_fault_drops_total Messages dropped by fault injection.\n" \
+    "# TYPE chatd_fault_drops_total counter\n" \
+    "chatd_fault_drops_total{actor=\"worker\"} 2\n" \
+    "# HELP chatd_faults_injected_total Faults fired by fault injection.\n" \
+    "# TYPE chatd_faults_injected_total counter\n" \
+    "chatd_faults_injected_total{action=\"crash\"} 0\n" \
+    "chatd_faults_injected_total{action=\"delay\"} 0\n" \
+    "chatd_faults_injected_total{action=\"drop\"} 2\n"
+
 static void
 test_counters_and_gauges(void **state)
 {
@@ -40,7 +82,7 @@ test_counters_and_gauges(void **state)
     rt_test_run_for(rt, 5);
 
     size_t len = 0;
-    char *text = rt_metrics_render(rt, &len);
+    char *text = rt_metrics_render(rt, "chatd", &len);
     assert_non_null(text);
     assert_int_equal(strlen(text), len);
     assert_non_null(strstr(text, "# HELP chatd_acks_total Acks.\n# TYPE chatd_acks_total counter\n"
@@ -65,10 +107,42 @@ test_render_grows(void **state)
         rt_metric_add(rt_metric_get(rt, RT_COUNTER, "chatd_many_total", labels, "Many."), i);
     }
     size_t len;
-    char *text = rt_metrics_render(rt, &len);
+    char *text = rt_metrics_render(rt, "chatd", &len);
     assert_non_null(text);
     assert_true(len > 500 * 20);
     assert_non_null(strstr(text, "chatd_many_total{n=\"499\"} 499\n"));
+    free(text);
+    rt_test_close(rt);
+}
+
+/* The whole text, byte for byte: /metrics scrapers and the integration tests
+ * read these names, so a change to the rendering must show up here. */
+static void
+test_render_exact(void **state)
+{
+    (void)state;
+    rt_runtime *rt = rt_test_open("drop:worker,every=2");
+    rt_metric *acks = rt_metric_get(rt, RT_COUNTER, "chatd_acks_total", "result=\"ok\"", "Acks.");
+    rt_metric_add(acks, 3);
+    rt_metric_set(rt_metric_get(rt, RT_GAUGE, "chatd_backend_up", NULL, "Up."), 1);
+    rt_spawn(rt, 0, &probe_spec, NULL, "worker", NULL);
+    for (int i = 0; i < 4; i++)
+        rt_test_send(rt, "worker", PROBE_PING);
+    rt_test_run_for(rt, 5);
+
+    char *text = rt_metrics_render(rt, "chatd", NULL);
+    assert_non_null(text);
+    if (getenv("RT_TEST_PRINT_METRICS"))
+        fputs(text, stdout);
+    assert_string_equal(text, EXPECTED_RENDER);
+    free(text);
+
+    /* without a prefix, the runtime's series have their bare names */
+    text = rt_metrics_render(rt, NULL, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\nactor_up{actor=\"worker\"} 1\n"));
+    assert_non_null(strstr(text, "\n# TYPE faults_injected_total counter\n"));
+    assert_null(strstr(text, "_actor_up"));
     free(text);
     rt_test_close(rt);
 }
@@ -79,6 +153,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counters_and_gauges),
         cmocka_unit_test(test_render_grows),
+        cmocka_unit_test(test_render_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
