@@ -2,7 +2,8 @@
  * adapters/pg: one PostgreSQL connection, driven by libpq's non-blocking API
  * on an actor's loop (the runtime's rt_io watchers and rt_send_after timers),
  * never by a blocking libpq call. It runs the queries it is given, one at a
- * time, and knows nothing of what they mean.
+ * time, and knows nothing of what they mean. Files: pg.c (the connection),
+ * pg_array.c (the data formats: pg_col_i64, pg_array).
  *
  * How libpq is driven (the facts this adapter is built on):
  *
