@@ -1,44 +1,10 @@
 /*
  * The store actor (see store.h for its contract).
  *
- * Connection. PQconnectStart, then PQconnectPoll each time the socket is
- * ready in the direction the last poll asked for; the watcher is recreated
- * after every poll, because libpq may close the socket and open another
- * (possibly under the same number) while it tries addresses. A deadline timer
- * bounds connect plus migration. Once connected the socket is non-blocking
- * (PQsetnonblocking) and stays watched for reading whatever we do, so that a
- * server going away is seen even while idle.
- *
- * Queries. One at a time: PQsendQuery / PQsendQueryParams, then PQflush until
- * it returns 0 (watching for writability while it returns 1); on
- * readability PQconsumeInput, then PQgetResult while !PQisBusy, until it
- * returns NULL: only then is the query over (and, for a statement outside a
- * transaction block, committed: ReadyForQuery has arrived). Results come in
- * binary format (int8 as 8 bytes big-endian, text and bytea as raw bytes).
- *
- * Seq assignment. A batch is one call of chatd_store_batch(rooms[], ids[],
- * users[], bodies[], ts[]), a PL/pgSQL function run as a single autocommit
- * statement: one round trip, one transaction. It runs two statements under
- * READ COMMITTED:
- *
- *   1. INSERT INTO rooms ... SELECT DISTINCT room ... ORDER BY room
- *      ON CONFLICT (room) DO UPDATE SET last_seq = rooms.last_seq
- *      which creates the batch's missing rooms rows and row-locks every one
- *      of them, in room order (so two batches sharing rooms lock them in the
- *      same order and cannot deadlock). Until COMMIT nobody else can insert
- *      into those rooms, because every writer takes the same locks first.
- *   2. One statement (data-modifying CTEs) that, with a snapshot taken AFTER
- *      the locks were granted (PL/pgSQL takes a fresh snapshot per statement
- *      of a volatile function under READ COMMITTED), so it sees every message
- *      committed by whoever held the locks before: drops messages whose
- *      (room, user, id) is already stored or came earlier in the batch, numbers
- *      the rest per room in batch order (row_number over the batch ordinal)
- *      from the room's last_seq + 1, inserts them, adds their count to
- *      last_seq, and returns (ordinal, seq) of each new message.
- *
- * Doing it in ONE statement would be wrong: a statement's snapshot is taken
- * before it waits for a row lock, so after waiting it would not see the rows
- * the previous lock holder inserted (the duplicate check would miss them).
+ * One PostgreSQL connection (adapters/pg.h) whose setup query is the schema
+ * migration (actors/store_sql.c), so "ready" means connected and migrated.
+ * Requests become jobs in a FIFO; one job's query is in flight at a time, and
+ * its result becomes the reply. The connection's failures crash the actor.
  */
 #include "actors/store.h"
 
@@ -46,112 +12,14 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-
-#include <libpq-fe.h>
 
 #include "actors/chatd.h"
+#include "actors/store_sql.h"
+#include "adapters/pg.h"
 #include "proto/record.h"
+#include "runtime/list.h"
 #include "runtime/log.h"
 #include "runtime/metrics.h"
-
-/* --- SQL ------------------------------------------------------------------ */
-
-#define STORE_SCHEMA_VERSION 1
-#define STORE_LOCK_KEY "7236510017"   /* pg_advisory_xact_lock key: "chatd store" */
-
-static const char MIGRATION_SQL[] =
-    "SET client_min_messages = warning;\n"
-    "BEGIN;\n"
-    "SELECT pg_advisory_xact_lock(" STORE_LOCK_KEY ");\n"
-    "CREATE TABLE IF NOT EXISTS chatd_schema_version (version integer NOT NULL);\n"
-    "DO $mig$\n"
-    "DECLARE v integer;\n"
-    "BEGIN\n"
-    "  SELECT coalesce(max(version), 0) INTO v FROM chatd_schema_version;\n"
-    "  IF v < 1 THEN\n"
-    "    CREATE TABLE IF NOT EXISTS rooms (\n"
-    "      room text PRIMARY KEY,\n"
-    "      last_seq bigint NOT NULL);\n"
-    "    CREATE TABLE IF NOT EXISTS messages (\n"
-    "      room text NOT NULL,\n"
-    "      seq bigint NOT NULL,\n"
-    "      id text NOT NULL,\n"
-    "      user_name text NOT NULL,\n"
-    "      body bytea NOT NULL,\n"
-    "      ts bigint NOT NULL,\n"
-    "      PRIMARY KEY (room, seq),\n"
-    "      UNIQUE (room, user_name, id));\n"
-    "    CREATE OR REPLACE FUNCTION chatd_store_batch(\n"
-    "        p_rooms text[], p_ids text[], p_users text[], p_bodies bytea[], p_ts bigint[])\n"
-    "    RETURNS TABLE (o_ord bigint, o_seq bigint)\n"
-    "    LANGUAGE plpgsql VOLATILE AS $fn$\n"
-    "    BEGIN\n"
-    "      INSERT INTO rooms AS r (room, last_seq)\n"
-    "        SELECT DISTINCT x.room, 0::bigint FROM unnest(p_rooms) AS x(room) ORDER BY 1\n"
-    "        ON CONFLICT (room) DO UPDATE SET last_seq = r.last_seq;\n"
-    "      RETURN QUERY\n"
-    "      WITH b AS (\n"
-    "        SELECT x.room, x.id, x.user_name, x.body, x.ts, x.ord\n"
-    "        FROM unnest(p_rooms, p_ids, p_users, p_bodies, p_ts) WITH ORDINALITY\n"
-    "             AS x(room, id, user_name, body, ts, ord)\n"
-    "      ), firsts AS (\n"
-    "        SELECT DISTINCT ON (b.room, b.user_name, b.id) b.*\n"
-    "        FROM b ORDER BY b.room, b.user_name, b.id, b.ord\n"
-    "      ), fresh AS (\n"
-    "        SELECT f.*, row_number() OVER (PARTITION BY f.room ORDER BY f.ord) AS n\n"
-    "        FROM firsts f\n"
-    "        WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.room = f.room\n"
-    "                          AND m.user_name = f.user_name AND m.id = f.id)\n"
-    "      ), numbered AS (\n"
-    "        SELECT fr.*, r.last_seq + fr.n AS seq\n"
-    "        FROM fresh fr JOIN rooms r ON r.room = fr.room\n"
-    "      ), ins AS (\n"
-    "        INSERT INTO messages (room, seq, id, user_name, body, ts)\n"
-    "        SELECT nb.room, nb.seq, nb.id, nb.user_name, nb.body, nb.ts FROM numbered nb\n"
-    "      ), upd AS (\n"
-    "        UPDATE rooms r SET last_seq = r.last_seq + c.cnt\n"
-    "        FROM (SELECT fr.room, max(fr.n) AS cnt FROM fresh fr GROUP BY fr.room) c\n"
-    "        WHERE r.room = c.room\n"
-    "      )\n"
-    "      SELECT nb.ord, nb.seq FROM numbered nb ORDER BY nb.ord;\n"
-    "    END\n"
-    "    $fn$;\n"
-    "    INSERT INTO chatd_schema_version VALUES (1);\n"
-    "  END IF;\n"
-    "END\n"
-    "$mig$;\n"
-    "COMMIT;\n";
-
-static const char BATCH_SQL[] =
-    "SELECT o_ord, o_seq FROM chatd_store_batch($1::text[], $2::text[], $3::text[], "
-    "$4::bytea[], $5::bigint[])";
-
-/* One row at least (the room's last seq), then the missed messages if any. */
-static const char JOIN_SQL[] =
-    "SELECT r.last_seq, m.seq, m.id, m.user_name, m.body, m.ts "
-    "FROM (SELECT coalesce(max(last_seq), 0)::bigint AS last_seq FROM rooms "
-    "      WHERE room = $1) r "
-    "LEFT JOIN LATERAL (SELECT seq, id, user_name, body, ts FROM messages "
-    "      WHERE room = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::integer) m ON true "
-    "ORDER BY m.seq";
-
-static const char HISTORY_SQL[] =
-    "SELECT seq, id, user_name, body, ts FROM messages "
-    "WHERE room = $1 AND seq < $2::bigint ORDER BY seq DESC LIMIT $3::integer";
-
-/* --- state ---------------------------------------------------------------- */
-
-enum {
-    TICK_DEADLINE = 1,          /* connect + migration took too long */
-    TICK_FAILED,                /* PQconnectStart failed at once */
-};
-
-typedef enum store_phase {
-    PH_CONNECTING = 0,
-    PH_MIGRATING,
-    PH_READY,
-} store_phase;
 
 typedef enum job_kind {
     JOB_BATCH,
@@ -160,7 +28,7 @@ typedef enum job_kind {
 } job_kind;
 
 typedef struct store_job {
-    struct store_job *next;
+    rt_link link;               /* in store_state.waiting */
     job_kind kind;
     rt_id from;
     uint64_t corr;
@@ -171,150 +39,44 @@ typedef struct store_job {
     } u;
 } store_job;
 
-/* A growing byte string for query parameters. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} sbuf;
-
 typedef struct store_state {
     const chatd_config *cfg;
-    PGconn *conn;
-    store_phase phase;
-    bool dead;                  /* crashed: do nothing more */
+    pg_conn *pg;
+    bool ready;                 /* connected and migrated, until it fails */
 
-    rt_io *io;
-    int io_fd;
-
-    rt_timer_id deadline;
-
-    store_job *head, *tail;     /* waiting */
+    rt_list waiting;            /* store_job, oldest first */
     size_t held;                /* waiting + busy */
     store_job *busy;            /* its query is in flight */
-    bool inflight;              /* a query (a job's or the migration) is in flight */
-    bool flushing;              /* PQflush returned 1 */
-
-    PGresult *res;              /* the in-flight query's rows */
-    bool res_failed;
-    char errmsg[256];
-
-    sbuf params[5];
+    store_query query;          /* the parameters' buffers, reused */
 
     rt_metric *up;
     rt_metric *stored;
 } store_state;
 
+/* send_job: the job was answered without a query. */
+#define JOB_ANSWERED 1
+
 /* --- small helpers -------------------------------------------------------- */
 
 static void
-sb_reset(sbuf *b)
-{
-    b->len = 0;
-    b->failed = false;
-}
+store_crash(rt_actor *self, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
-sb_put(sbuf *b, const char *s, size_t n)
+store_crash(rt_actor *self, const char *fmt, ...)
 {
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void
-sb_putc(sbuf *b, char c)
-{
-    sb_put(b, &c, 1);
-}
-
-/* Appends s as a double-quoted array element. */
-static void
-sb_put_elem(sbuf *b, const char *s, size_t n)
-{
-    sb_putc(b, '"');
-    size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"' || s[i] == '\\') {
-            sb_put(b, s + start, i - start);
-            sb_putc(b, '\\');
-            start = i;
-        }
-    }
-    sb_put(b, s + start, n - start);
-    sb_putc(b, '"');
-}
-
-/* Appends bytes as a quoted bytea array element in hex ("\\x4142"). */
-static void
-sb_put_bytea(sbuf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    sb_put(b, "\"\\\\x", 4);
-    char chunk[256];
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        chunk[k++] = hex[c >> 4];
-        chunk[k++] = hex[c & 15];
-        if (k == sizeof(chunk)) {
-            sb_put(b, chunk, k);
-            k = 0;
-        }
-    }
-    sb_put(b, chunk, k);
-    sb_putc(b, '"');
-}
-
-static void
-store_crash(rt_actor *self, store_state *st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-store_crash(rt_actor *self, store_state *st, const char *fmt, ...)
-{
-    if (st->dead)
-        return;
-    st->dead = true;
     char reason[RT_REASON_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    /* libpq messages end with a newline: keep the reason on one line */
-    char *w = reason;
-    for (char *p = reason; *p; p++) {
-        char c = *p == '\n' || *p == '\t' ? ' ' : *p;
-        if (c != ' ' || (w > reason && w[-1] != ' '))
-            *w++ = c;
-    }
-    *w = '\0';
-    size_t n = strlen(reason);
-    while (n > 0 && reason[n - 1] == ' ')
-        reason[--n] = '\0';
     rt_warn(rt_who(self), "%s", reason);
     rt_crash(self, "%s", reason);
 }
 
 static const char *
-pq_error(const PGconn *conn)
+job_name(const store_job *j)
 {
-    const char *e = PQerrorMessage(conn);
-    return e && *e ? e : "unknown error";
+    return j->kind == JOB_BATCH ? "batch" : j->kind == JOB_JOIN ? "join" : "history";
 }
 
 static void
@@ -346,209 +108,67 @@ job_done(store_state *st, store_job *j)
     job_free(j);
 }
 
-static void
-result_reset(store_state *st)
-{
-    PQclear(st->res);
-    st->res = NULL;
-    st->res_failed = false;
-    st->errmsg[0] = '\0';
-}
-
-/* --- watcher and output ----------------------------------------------------- */
-
-/* Watches the connection's socket for events; fresh: make a new watcher even
- * when the fd number did not change (during connect, libpq may have closed
- * and reopened it). Returns false after crashing. */
-static int on_io(rt_actor *self, rt_io *io, int fd, int revents);
-
-static bool
-watch(rt_actor *self, store_state *st, int events, bool fresh)
-{
-    int fd = PQsocket(st->conn);
-    if (fd < 0) {
-        store_crash(self, st, "PostgreSQL connection has no socket: %s", pq_error(st->conn));
-        return false;
-    }
-    if (st->io && (fresh || fd != st->io_fd)) {
-        rt_io_stop(self, st->io);
-        st->io = NULL;
-    }
-    if (!st->io) {
-        st->io = rt_io_start(self, fd, events, on_io, NULL);
-        if (!st->io) {
-            store_crash(self, st, "out of memory (io watcher)");
-            return false;
-        }
-        st->io_fd = fd;
-    } else {
-        rt_io_set(st->io, events);
-    }
-    return true;
-}
-
-/* Pushes queued output to the server. Returns false after crashing. */
-static bool
-flush_out(rt_actor *self, store_state *st)
-{
-    int r = PQflush(st->conn);
-    if (r < 0) {
-        store_crash(self, st, "lost connection to PostgreSQL (send): %s", pq_error(st->conn));
-        return false;
-    }
-    st->flushing = r == 1;
-    return watch(self, st, st->flushing ? EV_READ | EV_WRITE : EV_READ, false);
-}
-
 /* --- jobs: sending queries ----------------------------------------------- */
 
-static void pump(rt_actor *self, store_state *st);
-
-/* Sends the query for j. Returns 1 when sent, 0 when j needs no query (it has
- * been answered), -1 when sending failed (j answered unless crashed). */
-static int
-send_batch(rt_actor *self, store_state *st, store_job *j)
-{
-    const proto_batch *b = &j->u.batch;
-    if (b->count == 0) {
-        chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_NONE, NULL);
-        return 0;
-    }
-    sbuf *p = st->params;
-    for (int i = 0; i < 5; i++) {
-        sb_reset(&p[i]);
-        sb_putc(&p[i], '{');
-    }
-    for (size_t i = 0; i < b->count; i++) {
-        const proto_msg *m = &b->msgs[i];
-        if (i) {
-            for (int k = 0; k < 5; k++)
-                sb_putc(&p[k], ',');
-        }
-        sb_put_elem(&p[0], m->room, m->room_len);
-        sb_put_elem(&p[1], m->id, m->id_len);
-        sb_put_elem(&p[2], m->user, m->user_len);
-        sb_put_bytea(&p[3], m->text, m->text_len);
-        char num[32];
-        int n = snprintf(num, sizeof(num), "%" PRId64,
-                         m->ts > INT64_MAX ? INT64_MAX : (int64_t)m->ts);
-        sb_put(&p[4], num, (size_t)n);
-    }
-    const char *values[5];
-    for (int i = 0; i < 5; i++) {
-        sb_putc(&p[i], '}');
-        if (p[i].failed) {
-            chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "out of memory");
-            return 0;
-        }
-        values[i] = p[i].p;
-    }
-    return PQsendQueryParams(st->conn, BATCH_SQL, 5, NULL, values, NULL, NULL, 1) ? 1 : -1;
-}
-
+/* Sends the query for j. Returns PG_OK when sent, JOB_ANSWERED when j needs
+ * no query (it has been answered), else pg_send's error. */
 static int
 send_job(rt_actor *self, store_state *st, store_job *j)
 {
-    char a[32], b[32];
-    const char *values[3];
+    store_query *q = &st->query;
     switch (j->kind) {
     case JOB_BATCH:
-        return send_batch(self, st, j);
-    case JOB_JOIN: {
-        const proto_join_req *r = &j->u.join;
-        uint64_t since = r->has_since ? r->since : 0;
-        snprintf(a, sizeof(a), "%" PRId64, since > INT64_MAX ? INT64_MAX : (int64_t)since);
-        snprintf(b, sizeof(b), "%d", r->has_since ? PROTO_JOIN_MISSED_MAX + 1 : 0);
-        values[0] = r->room;
-        values[1] = a;
-        values[2] = b;
-        return PQsendQueryParams(st->conn, JOIN_SQL, 3, NULL, values, NULL, NULL, 1) ? 1 : -1;
+        if (j->u.batch.count == 0) {
+            chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_NONE, NULL);
+            return JOB_ANSWERED;
+        }
+        if (!store_query_batch(q, &j->u.batch)) {
+            chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "out of memory");
+            return JOB_ANSWERED;
+        }
+        break;
+    case JOB_JOIN:
+        store_query_join(q, &j->u.join);
+        break;
+    case JOB_HISTORY:
+        store_query_history(q, &j->u.history);
+        break;
     }
-    case JOB_HISTORY: {
-        const proto_history_req *r = &j->u.history;
-        uint64_t before = r->has_before ? r->before : UINT64_MAX;
-        snprintf(a, sizeof(a), "%" PRId64, before > INT64_MAX ? INT64_MAX : (int64_t)before);
-        snprintf(b, sizeof(b), "%" PRIu64, r->limit + 1);
-        values[0] = r->room;
-        values[1] = a;
-        values[2] = b;
-        return PQsendQueryParams(st->conn, HISTORY_SQL, 3, NULL, values, NULL, NULL, 1)
-            ? 1 : -1;
-    }
-    }
-    return 0;
+    return pg_send(st->pg, q->sql, q->nparams, q->values);
 }
 
 /* Starts queued jobs until one is in flight or the queue is empty. */
 static void
 pump(rt_actor *self, store_state *st)
 {
-    while (!st->dead && st->phase == PH_READY && !st->inflight && st->head) {
-        store_job *j = st->head;
-        st->head = j->next;
-        if (!st->head)
-            st->tail = NULL;
-        j->next = NULL;
+    while (st->ready && !st->busy && !rt_list_empty(&st->waiting)) {
+        store_job *j = RT_CONTAINER(rt_list_pop_front(&st->waiting), store_job, link);
         int r = send_job(self, st, j);
-        if (r == 1) {
+        if (r == PG_OK) {
             st->busy = j;
-            st->inflight = true;
-            result_reset(st);
-            flush_out(self, st);
             return;
         }
-        if (r < 0) {
-            if (PQstatus(st->conn) == CONNECTION_BAD) {
-                st->busy = j;   /* terminate answers it */
-                store_crash(self, st, "lost connection to PostgreSQL: %s",
-                            pq_error(st->conn));
-                return;
-            }
-            rt_warn(rt_who(self), "cannot send a query: %s", pq_error(st->conn));
+        if (r == PG_ELOST) {
+            st->busy = j;       /* terminate answers it */
+            st->ready = false;
+            store_crash(self, "%s", pg_error(st->pg));
+            return;
+        }
+        if (r == PG_ERR) {
+            rt_warn(rt_who(self), "%s", pg_error(st->pg));
             chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "database error");
         }
         job_done(st, j);
     }
 }
 
-/* --- jobs: reading results ------------------------------------------------ */
-
-static bool
-col_i64(const PGresult *r, int row, int col, int64_t *out)
-{
-    if (PQgetisnull(r, row, col) || PQgetlength(r, row, col) != 8)
-        return false;
-    const unsigned char *p = (const unsigned char *)PQgetvalue(r, row, col);
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    *out = (int64_t)v;
-    return true;
-}
-
-/* Fills m from the columns seq, id, user_name, body, ts starting at col. */
-static bool
-row_msg(const PGresult *r, int row, int col, const char *room, size_t room_len, proto_msg *m)
-{
-    int64_t seq, ts;
-    if (!col_i64(r, row, col, &seq) || !col_i64(r, row, col + 4, &ts) || seq <= 0 || ts < 0)
-        return false;
-    for (int c = col + 1; c <= col + 3; c++)
-        if (PQgetisnull(r, row, c))
-            return false;
-    return proto_msg_set(m, room, room_len,
-                         PQgetvalue(r, row, col + 1), (size_t)PQgetlength(r, row, col + 1),
-                         PQgetvalue(r, row, col + 2), (size_t)PQgetlength(r, row, col + 2),
-                         PQgetvalue(r, row, col + 3), (size_t)PQgetlength(r, row, col + 3),
-                         (uint64_t)ts, (uint64_t)seq) == PROTO_OK;
-}
+/* --- jobs: replies from results ------------------------------------------- */
 
 static void
-finish_batch(rt_actor *self, store_state *st, store_job *j)
+finish_batch(rt_actor *self, store_state *st, store_job *j, const PGresult *res)
 {
     proto_batch *b = &j->u.batch;
-    const PGresult *r = st->res;
-    int rows = r ? PQntuples(r) : 0;
+    int rows = res ? PQntuples(res) : 0;
     proto_msg *fresh = rows ? calloc((size_t)rows, sizeof(*fresh)) : NULL;
     if (rows && !fresh) {
         /* committed, but we cannot say what: the retry finds them stored */
@@ -556,17 +176,10 @@ finish_batch(rt_actor *self, store_state *st, store_job *j)
         chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "out of memory");
         return;
     }
-    size_t n = 0;
-    for (int i = 0; i < rows; i++) {
-        int64_t ord, seq;
-        if (!col_i64(r, i, 0, &ord) || !col_i64(r, i, 1, &seq) || ord < 1 ||
-            (uint64_t)ord > b->count || seq < 1) {
-            rt_error(rt_who(self), "chatd_store_batch returned a bad row %d", i);
-            continue;
-        }
-        b->msgs[ord - 1].seq = (uint64_t)seq;
-        fresh[n++] = b->msgs[ord - 1];      /* shallow: only encoded */
-    }
+    size_t bad;
+    size_t n = store_read_batch(res, b, fresh, &bad);
+    if (bad)
+        rt_error(rt_who(self), "chatd_store_batch returned %zu bad rows", bad);
     rt_metric_add(st->stored, (double)n);
     rt_debug(rt_who(self), "batch %" PRIu64 ": %zu messages, %zu new", j->corr, b->count, n);
     if (n) {
@@ -584,244 +197,97 @@ finish_batch(rt_actor *self, store_state *st, store_job *j)
         }
         proto_mp_buf_free(&buf);
     }
-    free(fresh);
+    free(fresh);                /* shallow copies: b owns the strings */
     chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_NONE, NULL);
 }
 
 static void
-finish_join(rt_actor *self, store_state *st, store_job *j)
+bad_rows(rt_actor *self, const store_job *j, const char *room)
 {
-    const proto_join_req *q = &j->u.join;
-    const PGresult *r = st->res;
+    rt_error(rt_who(self), "%s %s: cannot build the reply from the stored rows", job_name(j),
+             room);
+    chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "bad stored data");
+}
+
+static void
+finish_join(rt_actor *self, store_job *j, const PGresult *res)
+{
     proto_join_reply rep = {0};
-    int rows = r ? PQntuples(r) : 0;
-    int64_t last;
-    if (rows < 1 || !col_i64(r, 0, 0, &last) || last < 0)
-        goto bad;
-    rep.seq = (uint64_t)last;
-    if (rows > 0 && !PQgetisnull(r, 0, 1)) {
-        size_t take = (size_t)rows > PROTO_JOIN_MISSED_MAX ? PROTO_JOIN_MISSED_MAX
-                                                           : (size_t)rows;
-        rep.more = (size_t)rows > take;
-        rep.missed = calloc(take, sizeof(*rep.missed));
-        if (!rep.missed)
-            goto bad;
-        for (size_t i = 0; i < take; i++) {
-            if (!row_msg(r, (int)i, 1, q->room, q->room_len, &rep.missed[i]))
-                goto bad;
-            rep.count++;
-        }
-    }
     proto_mp_buf buf;
     proto_mp_buf_growing(&buf);
-    if (proto_join_reply_encode(&rep, &buf) != PROTO_OK) {
-        proto_mp_buf_free(&buf);
-        goto bad;
-    }
-    send_record(self, j->from, PROTO_T_JOIN_REPLY, j->corr, &buf);
+    if (store_read_join(res, &j->u.join, &rep) && proto_join_reply_encode(&rep, &buf) == PROTO_OK)
+        send_record(self, j->from, PROTO_T_JOIN_REPLY, j->corr, &buf);
+    else
+        bad_rows(self, j, j->u.join.room);
     proto_mp_buf_free(&buf);
     proto_join_reply_free(&rep);
-    return;
-bad:
-    rt_error(rt_who(self), "join %s: cannot build the reply from the stored rows", q->room);
-    proto_join_reply_free(&rep);
-    chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "bad stored data");
 }
 
 static void
-finish_history(rt_actor *self, store_state *st, store_job *j)
+finish_history(rt_actor *self, store_job *j, const PGresult *res)
 {
-    const proto_history_req *q = &j->u.history;
-    const PGresult *r = st->res;
     proto_history_reply rep = {0};
-    size_t rows = r ? (size_t)PQntuples(r) : 0;
-    size_t take = rows > q->limit ? (size_t)q->limit : rows;
-    rep.more = rows > take;
-    if (take) {
-        rep.msgs = calloc(take, sizeof(*rep.msgs));
-        if (!rep.msgs)
-            goto bad;
-        /* rows are newest first; the reply is ascending */
-        for (size_t i = 0; i < take; i++) {
-            if (!row_msg(r, (int)(take - 1 - i), 0, q->room, q->room_len, &rep.msgs[i]))
-                goto bad;
-            rep.count++;
-        }
-    }
     proto_mp_buf buf;
     proto_mp_buf_growing(&buf);
-    if (proto_history_reply_encode(&rep, &buf) != PROTO_OK) {
-        proto_mp_buf_free(&buf);
-        goto bad;
-    }
-    send_record(self, j->from, PROTO_T_HISTORY_REPLY, j->corr, &buf);
+    if (store_read_history(res, &j->u.history, &rep) &&
+        proto_history_reply_encode(&rep, &buf) == PROTO_OK)
+        send_record(self, j->from, PROTO_T_HISTORY_REPLY, j->corr, &buf);
+    else
+        bad_rows(self, j, j->u.history.room);
     proto_mp_buf_free(&buf);
     proto_history_reply_free(&rep);
-    return;
-bad:
-    rt_error(rt_who(self), "history %s: cannot build the reply from the stored rows", q->room);
-    proto_history_reply_free(&rep);
-    chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_INTERNAL, "bad stored data");
 }
 
-/* The in-flight query has ended (PQgetResult returned NULL). */
+/* --- the connection's callbacks (adapters/pg.h) ----------------------------- */
+
 static void
-query_done(rt_actor *self, store_state *st)
+on_ready(pg_conn *c, void *data)
 {
-    st->inflight = false;
-    if (PQstatus(st->conn) == CONNECTION_BAD) {
-        store_crash(self, st, "lost connection to PostgreSQL: %s",
-                    st->errmsg[0] ? st->errmsg : pq_error(st->conn));
-        return;
-    }
-    if (st->phase == PH_MIGRATING) {
-        if (st->res_failed) {
-            store_crash(self, st, "schema migration failed: %s", st->errmsg);
-            return;
-        }
-        result_reset(st);
-        st->phase = PH_READY;
-        if (st->deadline)
-            rt_cancel_timer(self, st->deadline);
-        st->deadline = 0;
-        rt_metric_set(st->up, 1);
-        rt_info(rt_who(self), "connected to PostgreSQL, schema version %d, %zu requests waiting",
-                STORE_SCHEMA_VERSION, st->held);
-        pump(self, st);
-        return;
-    }
+    (void)c;
+    rt_actor *self = data;
+    store_state *st = rt_state(self);
+    st->ready = true;
+    rt_metric_set(st->up, 1);
+    rt_info(rt_who(self), "connected to PostgreSQL, schema version %d, %zu requests waiting",
+            STORE_SCHEMA_VERSION, st->held);
+    pump(self, st);
+}
+
+static void
+on_result(pg_conn *c, void *data, const PGresult *res, const char *error)
+{
+    (void)c;
+    rt_actor *self = data;
+    store_state *st = rt_state(self);
     store_job *j = st->busy;
     st->busy = NULL;
     if (!j)
         return;
-    if (st->res_failed) {
+    if (error) {
         /* a statement failed: the transaction was rolled back (autocommit) */
         rt_warn(rt_who(self), "%s for #%" PRIu64 " corr %" PRIu64 " failed: %s",
-                j->kind == JOB_BATCH ? "batch" : j->kind == JOB_JOIN ? "join" : "history",
-                j->from, j->corr, st->errmsg);
+                job_name(j), j->from, j->corr, error);
         chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "database error");
     } else {
         switch (j->kind) {
-        case JOB_BATCH: finish_batch(self, st, j); break;
-        case JOB_JOIN: finish_join(self, st, j); break;
-        case JOB_HISTORY: finish_history(self, st, j); break;
+        case JOB_BATCH: finish_batch(self, st, j, res); break;
+        case JOB_JOIN: finish_join(self, j, res); break;
+        case JOB_HISTORY: finish_history(self, j, res); break;
         }
     }
-    result_reset(st);
     job_done(st, j);
     pump(self, st);
 }
 
 static void
-collect(store_state *st, PGresult *r)
+on_failed(pg_conn *c, void *data, pg_failure kind, const char *why)
 {
-    ExecStatusType s = PQresultStatus(r);
-    if (s == PGRES_TUPLES_OK) {
-        PQclear(st->res);
-        st->res = r;
-        return;
-    }
-    if (s != PGRES_COMMAND_OK && !st->res_failed) {
-        st->res_failed = true;
-        const char *e = PQresultErrorMessage(r);
-        snprintf(st->errmsg, sizeof(st->errmsg), "%s",
-                 e && *e ? e : PQresStatus(s));
-        size_t n = strlen(st->errmsg);
-        while (n > 0 && (st->errmsg[n - 1] == '\n' || st->errmsg[n - 1] == ' '))
-            st->errmsg[--n] = '\0';
-    }
-    PQclear(r);
-}
-
-static void
-read_in(rt_actor *self, store_state *st)
-{
-    if (!PQconsumeInput(st->conn)) {
-        store_crash(self, st, "lost connection to PostgreSQL: %s", pq_error(st->conn));
-        return;
-    }
-    if (st->flushing && !flush_out(self, st))
-        return;
-    while (!st->dead && st->inflight && !PQisBusy(st->conn)) {
-        PGresult *r = PQgetResult(st->conn);
-        if (r)
-            collect(st, r);
-        else
-            query_done(self, st);
-    }
-    if (st->dead)
-        return;
-    PGnotify *n;
-    while ((n = PQnotifies(st->conn)))
-        PQfreemem(n);
-    if (PQstatus(st->conn) == CONNECTION_BAD)
-        store_crash(self, st, "lost connection to PostgreSQL: %s", pq_error(st->conn));
-}
-
-/* --- connecting -------------------------------------------------------------- */
-
-static void
-on_notice(void *arg, const char *message)
-{
-    rt_debug((const char *)arg, "postgres: %s", message);
-}
-
-static void
-connected(rt_actor *self, store_state *st)
-{
-    if (PQsetnonblocking(st->conn, 1) != 0) {
-        store_crash(self, st, "PQsetnonblocking failed: %s", pq_error(st->conn));
-        return;
-    }
-    PQsetNoticeProcessor(st->conn, on_notice, (void *)rt_who(self));
-    st->phase = PH_MIGRATING;
-    if (!PQsendQuery(st->conn, MIGRATION_SQL)) {
-        store_crash(self, st, "cannot send the schema migration: %s", pq_error(st->conn));
-        return;
-    }
-    st->inflight = true;
-    result_reset(st);
-    /* the socket is final now: one fresh watcher for the connection's life */
-    if (watch(self, st, EV_READ, true))
-        flush_out(self, st);
-}
-
-static void
-connect_step(rt_actor *self, store_state *st)
-{
-    switch (PQconnectPoll(st->conn)) {
-    case PGRES_POLLING_OK:
-        connected(self, st);
-        break;
-    case PGRES_POLLING_READING:
-        watch(self, st, EV_READ, true);
-        break;
-    case PGRES_POLLING_WRITING:
-        watch(self, st, EV_WRITE, true);
-        break;
-    default:
-        store_crash(self, st, "cannot connect to PostgreSQL: %s", pq_error(st->conn));
-        break;
-    }
-}
-
-static int
-on_io(rt_actor *self, rt_io *io, int fd, int revents)
-{
-    (void)io;
-    (void)fd;
+    (void)c;
+    (void)kind;                 /* every failure is a crash; why says which */
+    rt_actor *self = data;
     store_state *st = rt_state(self);
-    if (st->dead)
-        return RT_OK;
-    if (st->phase == PH_CONNECTING) {
-        connect_step(self, st);
-        return RT_OK;
-    }
-    if ((revents & EV_WRITE) && st->flushing && !flush_out(self, st))
-        return RT_OK;
-    if (revents & EV_READ)
-        read_in(self, st);
-    return RT_OK;
+    st->ready = false;
+    store_crash(self, "%s", why);
 }
 
 /* --- the actor ----------------------------------------------------------------- */
@@ -831,7 +297,6 @@ store_init(rt_actor *self, const void *arg)
 {
     store_state *st = rt_state(self);
     st->cfg = arg;
-    st->io_fd = -1;
     rt_runtime *rt = rt_of(self);
     st->up = rt_metric_get(rt, RT_GAUGE, "chatd_backend_up",
                            "backend=\"" CHATD_BACKEND_POSTGRES "\"",
@@ -840,32 +305,22 @@ store_init(rt_actor *self, const void *arg)
                                "Messages newly stored in PostgreSQL.");
     rt_metric_set(st->up, 0);
 
-    st->conn = PQconnectStart(st->cfg && st->cfg->pg_dsn ? st->cfg->pg_dsn : "");
-    if (!st->conn) {
-        rt_error(rt_who(self), "PQconnectStart: out of memory");
+    /* init must not crash: a connect that fails at once is reported later,
+     * from the handler (pg_timer) */
+    pg_options o = {
+        .conninfo = st->cfg && st->cfg->pg_dsn ? st->cfg->pg_dsn : "",
+        .setup_sql = store_migration_sql,
+        .setup_name = "schema migration",
+        .connect_timeout_ms = STORE_CONNECT_TIMEOUT_MS,
+        .timer_type = CHATD_T_TICK,
+        .cb = { .on_ready = on_ready, .on_result = on_result, .on_failed = on_failed },
+        .data = self,
+    };
+    st->pg = pg_open(self, &o);
+    if (!st->pg) {
+        rt_error(rt_who(self), "cannot start connecting to PostgreSQL: out of memory");
         return RT_ERR;
     }
-    st->deadline = rt_send_after(self, STORE_CONNECT_TIMEOUT_MS, CHATD_T_TICK, TICK_DEADLINE,
-                                 NULL, 0);
-    if (!st->deadline)
-        return RT_ERR;
-    /* init must not crash: a connect that failed at once is reported from
-     * the handler, through a message to ourselves */
-    if (PQstatus(st->conn) == CONNECTION_BAD) {
-        if (!rt_send_after(self, 0, CHATD_T_TICK, TICK_FAILED, NULL, 0))
-            return RT_ERR;
-        return RT_OK;
-    }
-    int fd = PQsocket(st->conn);
-    if (fd < 0) {
-        if (!rt_send_after(self, 0, CHATD_T_TICK, TICK_FAILED, NULL, 0))
-            return RT_ERR;
-        return RT_OK;
-    }
-    st->io = rt_io_start(self, fd, EV_WRITE, on_io, NULL);
-    if (!st->io)
-        return RT_ERR;
-    st->io_fd = fd;
     return RT_OK;
 }
 
@@ -880,34 +335,18 @@ enqueue(rt_actor *self, store_state *st, store_job *j)
         return;
     }
     st->held++;
-    if (st->tail)
-        st->tail->next = j;
-    else
-        st->head = j;
-    st->tail = j;
+    rt_list_push_back(&st->waiting, &j->link);
     pump(self, st);
 }
 
-static int
-store_handle(rt_actor *self, const proto_env *msg)
+/* Decodes a request into a new job; answers and returns NULL when it cannot. */
+static store_job *
+job_new(rt_actor *self, const proto_env *msg)
 {
-    store_state *st = rt_state(self);
-    if (msg->type == CHATD_T_TICK) {
-        if (msg->corr == TICK_FAILED)
-            store_crash(self, st, "cannot connect to PostgreSQL: %s", pq_error(st->conn));
-        else if (msg->corr == TICK_DEADLINE && st->phase != PH_READY)
-            store_crash(self, st, "PostgreSQL %s did not finish within %d ms",
-                        st->phase == PH_CONNECTING ? "connect" : "schema migration",
-                        STORE_CONNECT_TIMEOUT_MS);
-        return RT_OK;
-    }
-    if (msg->type == RT_T_EXIT)
-        return RT_OK;
-
     store_job *j = calloc(1, sizeof(*j));
     if (!j) {
         chatd_reply_ack(self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
-        return RT_OK;
+        return NULL;
     }
     j->from = msg->from;
     j->corr = msg->corr;
@@ -929,8 +368,9 @@ store_handle(rt_actor *self, const proto_env *msg)
         rt_warn(rt_who(self), "unexpected message type %" PRIu32 " from #%" PRIu64,
                 msg->type, msg->from);
         free(j);
-        chatd_reply_ack(self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, "unexpected message type");
-        return RT_OK;
+        chatd_reply_ack(self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST,
+                        "unexpected message type");
+        return NULL;
     }
     if (e != PROTO_OK) {
         rt_warn(rt_who(self), "malformed %s from #%" PRIu64 " corr %" PRIu64 ": %s",
@@ -940,9 +380,24 @@ store_handle(rt_actor *self, const proto_env *msg)
         snprintf(why, sizeof(why), "malformed %s: %s", proto_type_name(msg->type),
                  proto_strerror(e));
         chatd_reply_ack(self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, why);
+        return NULL;
+    }
+    return j;
+}
+
+static int
+store_handle(rt_actor *self, const proto_env *msg)
+{
+    store_state *st = rt_state(self);
+    if (msg->type == CHATD_T_TICK) {
+        pg_timer(st->pg, msg);
         return RT_OK;
     }
-    enqueue(self, st, j);
+    if (msg->type == RT_T_EXIT)
+        return RT_OK;
+    store_job *j = job_new(self, msg);
+    if (j)
+        enqueue(self, st, j);
     return RT_OK;
 }
 
@@ -951,7 +406,6 @@ store_terminate(rt_actor *self, rt_exit_kind kind)
 {
     (void)kind;
     store_state *st = rt_state(self);
-    st->io = NULL;              /* the runtime has freed our watchers */
     /* Answer what we still hold, so senders retry now rather than at their
      * deadline. */
     store_job *busy = st->busy;
@@ -960,20 +414,16 @@ store_terminate(rt_actor *self, rt_exit_kind kind)
         chatd_reply_ack(self, busy->from, busy->corr, PROTO_ACK_UNAVAILABLE, "store restarting");
         job_free(busy);
     }
-    while (st->head) {
-        store_job *j = st->head;
-        st->head = j->next;
+    rt_link *l;
+    while ((l = rt_list_pop_front(&st->waiting))) {
+        store_job *j = RT_CONTAINER(l, store_job, link);
         chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "store restarting");
         job_free(j);
     }
-    st->tail = NULL;
     st->held = 0;
-    result_reset(st);
-    if (st->conn)
-        PQfinish(st->conn);
-    st->conn = NULL;
-    for (int i = 0; i < 5; i++)
-        free(st->params[i].p);
+    pg_free_exited(st->pg);     /* the runtime has freed its watcher and timers */
+    st->pg = NULL;
+    store_query_free(&st->query);
     rt_metric_set(st->up, 0);
 }
 

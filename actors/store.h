@@ -1,9 +1,9 @@
 /*
  * The store actor: chat history in PostgreSQL, registered as "store".
  *
- * It talks to PostgreSQL with libpq's non-blocking API on the runtime's loop
- * (never a blocking libpq call), one query at a time, with a bounded FIFO of
- * pending requests behind it. Requests (actors/chatd.h):
+ * It talks to PostgreSQL through adapters/pg.h (libpq's non-blocking API on
+ * the runtime's loop, never a blocking libpq call), one query at a time, with
+ * a bounded FIFO of pending requests behind it. Requests (actors/chatd.h):
  *
  *   PROTO_T_MESSAGE_BATCH  (corr = batch number) stores the batch in one
  *       transaction, in order: a message whose (room, user, id) is already
@@ -39,7 +39,10 @@
  *
  * Schema (version 1): rooms(room, last_seq), messages(room, seq, id,
  * user_name, body bytea, ts), chatd_schema_version(version) and the function
- * chatd_store_batch(); see store.c for the seq-assignment argument.
+ * chatd_store_batch(); see store_sql.c for the seq-assignment argument.
+ *
+ * Files: store.c (the actor: jobs, replies), store_sql.c (the schema, the
+ * queries, records to parameters and rows to records).
  */
 #ifndef CHATD_ACTORS_STORE_H
 #define CHATD_ACTORS_STORE_H

@@ -757,6 +757,38 @@ test_connect_failure_crashes(void **state)
     close_rt(rt);
 }
 
+/* A schema migration that cannot finish (another session holds the
+ * migration's advisory lock) crashes the store when STORE_CONNECT_TIMEOUT_MS
+ * has passed since init, with the reason; a request it held is answered
+ * unavailable, not left to its sender's deadline. */
+static void
+test_migration_deadline(void **state)
+{
+    (void)state;
+    PGconn *lock = db();
+    PGresult *r = PQexec(lock, "SELECT pg_advisory_lock(7236510017)");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    rt_runtime *rt = open_with_store();
+    rt_id id = rt_whereis(rt, CHATD_STORE);
+    char room[64];
+    fresh_room(room, sizeof(room), "deadline");
+    proto_msg *a = make_msgs(room, "d", 0, 2, "judy");
+    send_batch(rt, CHATD_STORE, 5, a, 2);
+    rt_test_run_for(rt, STORE_CONNECT_TIMEOUT_MS / 2);
+    assert_true(rt_alive(rt, id));
+    assert_int_equal(stub_pending("consumer"), 0);
+    assert_true(rt_test_wait_dead(rt, id, STORE_CONNECT_TIMEOUT_MS));
+    assert_non_null(strstr(rt_last_failure(rt), "PostgreSQL schema migration did not finish "
+                                                "within 10000 ms"));
+    proto_ack ack;
+    assert_false(wait_ack(rt, 5, &ack, 1000));
+    assert_int_equal(ack.code, PROTO_ACK_UNAVAILABLE);
+    PQfinish(lock);
+    free_msgs(a, 2);
+    close_rt(rt);
+}
+
 /* Throughput of 1000-message batches, one at a time (as the consumer sends
  * them) and all queued at once. Printed, not asserted. */
 static void
@@ -817,6 +849,7 @@ main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_connect_failure_crashes),
         cmocka_unit_test(test_postgres_restart),
+        cmocka_unit_test(test_migration_deadline),
         cmocka_unit_test(test_throughput),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

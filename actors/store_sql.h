@@ -1,0 +1,64 @@
+/*
+ * The store actor's SQL (part of the store actor, actors/store.h; not a
+ * contract for anyone else): the schema and its migration, the three
+ * queries, and the translation between records and the queries' parameters
+ * and rows. Everything here is pure: no connection, no actor.
+ */
+#ifndef CHATD_ACTORS_STORE_SQL_H
+#define CHATD_ACTORS_STORE_SQL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "adapters/pg.h"
+#include "proto/record.h"
+
+#define STORE_SCHEMA_VERSION 1
+
+/* Creates or migrates the schema to STORE_SCHEMA_VERSION, under a
+ * transaction-scoped advisory lock: one simple query of several statements,
+ * run as the connection's setup. */
+extern const char store_migration_sql[];
+
+/* The parameters of one query; zero it before the first use, keep it to
+ * reuse its buffers, store_query_free at the end. */
+typedef struct store_query {
+    const char *sql;
+    int nparams;
+    const char *values[5];
+    pg_array arrays[5];
+    char nums[2][32];
+} store_query;
+
+/* Fills q for storing batch b (count > 0): chatd_store_batch() with the
+ * batch as five arrays. Returns false when out of memory. */
+bool store_query_batch(store_query *q, const proto_batch *b);
+
+/* Fills q for a join: the room's last seq, then (when r->has_since) up to
+ * PROTO_JOIN_MISSED_MAX + 1 messages after r->since. */
+void store_query_join(store_query *q, const proto_join_req *r);
+
+/* Fills q for a history page: up to r->limit + 1 messages before r->before
+ * (or the newest), newest first. */
+void store_query_history(store_query *q, const proto_history_req *r);
+
+void store_query_free(store_query *q);
+
+/*
+ * Reads the rows (ordinal, seq) of a stored batch: sets the seq of each
+ * newly stored message of b and copies it (shallow: it shares b's strings)
+ * into fresh, which holds PQntuples(r) entries. Returns how many are fresh;
+ * *bad counts rows that made no sense (skipped).
+ */
+size_t store_read_batch(const PGresult *r, proto_batch *b, proto_msg *fresh, size_t *bad);
+
+/* Builds a join reply from the join query's rows. Returns false on bad rows
+ * or out of memory (rep is then still safe to free). */
+bool store_read_join(const PGresult *r, const proto_join_req *q, proto_join_reply *rep);
+
+/* Builds a history reply (ascending) from the history query's rows. Returns
+ * false as store_read_join. */
+bool store_read_history(const PGresult *r, const proto_history_req *q,
+                        proto_history_reply *rep);
+
+#endif
