@@ -312,6 +312,8 @@ store_init(rt_actor *self, const void *arg)
         .setup_sql = store_migration_sql,
         .setup_name = "schema migration",
         .connect_timeout_ms = STORE_CONNECT_TIMEOUT_MS,
+        /* nobody waits longer for a reply: the requesters answer unavailable */
+        .query_timeout_ms = st->cfg ? st->cfg->request_timeout_ms : 0,
         .timer_type = CHATD_T_TICK,
         .cb = { .on_ready = on_ready, .on_result = on_result, .on_failed = on_failed },
         .data = self,

@@ -29,6 +29,11 @@
  * that wait in the queue. A failed connect, a connect plus migration that
  * does not finish within STORE_CONNECT_TIMEOUT_MS, or a lost connection
  * crashes the actor (rt_crash, with the reason); its supervisor restarts it.
+ * Every query runs under statement_timeout = the config's request timeout
+ * (its requesters wait no longer): a slow statement is cancelled by the
+ * server and its request answered unavailable; a server that does not answer
+ * at all within PG_QUERY_GRACE_MS more (hung, e.g. SIGSTOP) crashes the
+ * actor like a lost connection, so the queue moves on instead of stalling.
  * A crashing or stopping store answers every request it still holds with
  * unavailable, so its senders retry at once instead of waiting for their
  * deadline. (A batch whose connection died before the reply may have been

@@ -33,6 +33,7 @@ typedef enum pg_state {
 enum {
     TIMER_FAILED = 1,           /* report a failure found inside pg_open */
     TIMER_DEADLINE,             /* connect plus setup took too long */
+    TIMER_QUERY,                /* the server did not answer a query in time */
 };
 
 struct pg_conn {
@@ -47,7 +48,9 @@ struct pg_conn {
     int io_fd;
     uint64_t serial;
     rt_timer_id deadline;
+    rt_timer_id query_timer;
     rt_timer_id failed_timer;
+    char *setup_text;           /* what the setup phase sends; NULL: nothing */
 
     bool busy;                  /* a query (the owner's or the setup) is in flight */
     bool flushing;              /* PQflush returned 1: watching for writability */
@@ -131,6 +134,9 @@ stop_timers(pg_conn *c)
     if (c->deadline)
         rt_cancel_timer(c->self, c->deadline);
     c->deadline = 0;
+    if (c->query_timer)
+        rt_cancel_timer(c->self, c->query_timer);
+    c->query_timer = 0;
 }
 
 /* Records the failure (the first one stands) and stops watching: nothing
@@ -180,6 +186,7 @@ destroy(pg_conn *c, bool exited)
     PQclear(c->res);
     if (c->conn)
         PQfinish(c->conn);
+    free(c->setup_text);
     free(c);
 }
 
@@ -284,6 +291,9 @@ static void
 query_end(pg_conn *c)
 {
     c->busy = false;
+    if (c->query_timer)
+        rt_cancel_timer(c->self, c->query_timer);
+    c->query_timer = 0;
     if (PQstatus(c->conn) == CONNECTION_BAD) {
         fail(c, PG_FAIL_LOST, "lost connection to PostgreSQL: %s",
              c->res_failed ? c->res_err : pq_text(c));
@@ -350,14 +360,14 @@ connected(pg_conn *c)
         return;
     }
     PQsetNoticeProcessor(c->conn, on_notice, (void *)rt_who(c->self));
-    if (!c->opts.setup_sql) {
+    if (!c->setup_text) {
         /* the socket is final now: one fresh watcher for the connection's life */
         if (watch(c, EV_READ, true))
             become_ready(c);
         return;
     }
     c->state = PG_S_SETUP;
-    if (!PQsendQuery(c->conn, c->opts.setup_sql)) {
+    if (!PQsendQuery(c->conn, c->setup_text)) {
         fail(c, PG_FAIL_SETUP, "cannot send the %s: %s", setup_name(c), pq_text(c));
         return;
     }
@@ -412,6 +422,27 @@ arm(pg_conn *c, int ms, unsigned what)
     return rt_send_after(c->self, ms, c->opts.timer_type, c->serial << 8 | what, NULL, 0);
 }
 
+/* The setup phase's query: the owner's setup, then the server-side statement
+ * timeout (after the setup, which may wait on locks for longer; a statement's
+ * timeout applies to each statement of a simple query since PostgreSQL 13).
+ * Returns false when out of memory. */
+static bool
+make_setup(pg_conn *c)
+{
+    const char *own = c->opts.setup_sql;
+    int ms = c->opts.query_timeout_ms;
+    if (ms <= 0) {
+        c->setup_text = own ? strdup(own) : NULL;
+        return !own || c->setup_text;
+    }
+    if (asprintf(&c->setup_text, "%s%sSET statement_timeout = %d", own ? own : "",
+                 own ? ";\n" : "", ms) < 0) {
+        c->setup_text = NULL;
+        return false;
+    }
+    return true;
+}
+
 /* --- the calls ------------------------------------------------------------------- */
 
 pg_conn *
@@ -424,6 +455,8 @@ pg_open(rt_actor *self, const pg_options *opts)
     c->opts = *opts;
     c->io_fd = -1;
     c->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);
+    if (!make_setup(c))
+        goto err;
     c->conn = PQconnectStart(opts->conninfo ? opts->conninfo : "");
     if (!c->conn)
         goto err;
@@ -464,6 +497,12 @@ pg_timer(pg_conn *c, const proto_env *msg)
                  c->state == PG_S_CONNECTING ? "connect" : setup_name(c),
                  c->opts.connect_timeout_ms);
         break;
+    case TIMER_QUERY:
+        c->query_timer = 0;
+        if (c->state == PG_S_READY && c->busy)
+            fail(c, PG_FAIL_TIMEOUT, "PostgreSQL did not answer a query within %d ms",
+                 c->opts.query_timeout_ms + PG_QUERY_GRACE_MS);
+        break;
     case TIMER_FAILED:
         c->failed_timer = 0;    /* the failure is recorded: leave() reports it */
         break;
@@ -495,6 +534,12 @@ pg_send(pg_conn *c, const char *sql, int nparams, const char *const *values)
     c->busy = true;
     result_reset(c);
     if (!flush_out(c)) {
+        c->failure_told = true;
+        return PG_ELOST;
+    }
+    if (c->opts.query_timeout_ms > 0 &&
+        !(c->query_timer = arm(c, c->opts.query_timeout_ms + PG_QUERY_GRACE_MS, TIMER_QUERY))) {
+        fail(c, PG_FAIL_LOST, "out of memory (query timer)");
         c->failure_told = true;
         return PG_ELOST;
     }

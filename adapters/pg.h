@@ -50,9 +50,16 @@
  *
  * Deadlines. The adapter's timers are messages to the owner (rt_send_after),
  * of a type the owner gives (pg_options.timer_type) and hands back through
- * pg_timer: connect plus setup must finish within connect_timeout_ms. A
- * per-query deadline would be one more timer of the same kind, armed by
- * pg_send.
+ * pg_timer: connect plus setup must finish within connect_timeout_ms, and,
+ * with query_timeout_ms, each query twice over: the server is asked to cancel
+ * a statement that runs longer (statement_timeout, set at the end of the
+ * setup phase, so the owner's setup is not bound by it; the owner then gets
+ * on_result with the server's "canceling statement due to statement timeout"
+ * and the connection stays usable), and a query the server has not answered
+ * PG_QUERY_GRACE_MS after that (a hung server: SIGSTOP, a dead host behind an
+ * open TCP connection) fails the connection with PG_FAIL_TIMEOUT. Without that
+ * client-side deadline a hung server would hold the owner's queue forever:
+ * TCP gives no error while the peer's kernel still acknowledges.
  */
 #ifndef CHATD_ADAPTERS_PG_H
 #define CHATD_ADAPTERS_PG_H
@@ -68,6 +75,10 @@
 
 typedef struct pg_conn pg_conn;
 
+/* How long past query_timeout_ms the server may take to report its own
+ * statement timeout before the connection is taken for hung. */
+#define PG_QUERY_GRACE_MS 1000
+
 /* Return codes of pg_send. */
 enum {
     PG_OK = 0,
@@ -79,7 +90,8 @@ enum {
 /* Why a connection failed. */
 typedef enum pg_failure {
     PG_FAIL_CONNECT = 1,    /* the server could not be reached or refused us */
-    PG_FAIL_TIMEOUT,        /* connect plus setup took longer than allowed */
+    PG_FAIL_TIMEOUT,        /* connect plus setup took longer than allowed, or
+                             * the server did not answer a query in time */
     PG_FAIL_SETUP,          /* the setup query failed */
     PG_FAIL_LOST,           /* the connection broke after it was made */
 } pg_failure;
@@ -111,6 +123,10 @@ typedef struct pg_options {
     const char *setup_name;     /* names the setup in texts ("schema
                                  * migration"); NULL: "setup" */
     int connect_timeout_ms;     /* connect plus setup deadline; 0: none */
+    int query_timeout_ms;       /* statement_timeout of every query after the
+                                 * setup; the connection fails when the server
+                                 * has not answered PG_QUERY_GRACE_MS later;
+                                 * 0: neither */
     uint32_t timer_type;        /* message type of the adapter's timers */
     pg_callbacks cb;
     void *data;                 /* passed to every callback */

@@ -29,6 +29,7 @@ typedef struct host {
     const char *conninfo;
     const char *setup;
     int timeout_ms;
+    int query_timeout_ms;
     bool free_in_result;        /* pg_free first thing in on_result */
     bool free_in_failed;
     const char *sql;            /* sent on HOST_QUERY */
@@ -103,6 +104,7 @@ host_init(rt_actor *self, const void *arg)
         .setup_sql = h->setup,
         .setup_name = "test setup",
         .connect_timeout_ms = h->timeout_ms,
+        .query_timeout_ms = h->query_timeout_ms,
         .timer_type = HOST_TIMER,
         .cb = { .on_ready = on_ready, .on_result = on_result, .on_failed = on_failed },
         .data = h,
@@ -264,6 +266,49 @@ test_error_then_usable(void **state)
     assert_int_equal(h.rows, 300);
     assert_int_equal(h.i64, 1);
     assert_int_equal(h.failed, 0);
+    rt_test_close(rt);
+}
+
+/* query_timeout_ms: the setup is not bound by it; a statement that runs
+ * longer is cancelled by the server (an error result, the connection stays
+ * usable); a query the server does not answer (here: one whose session turned
+ * the server's timeout off, as a hung server would behave) fails the
+ * connection with PG_FAIL_TIMEOUT once the grace is over, and only then. */
+static void
+test_query_timeouts(void **state)
+{
+    (void)state;
+    rt_runtime *rt = rt_test_open(NULL);
+    host h;
+    host_reset(&h);
+    h.query_timeout_ms = 300;
+    h.setup = "SELECT pg_sleep(0.5)";
+    spawn_ready(rt, &h, "a");
+    assert_int_equal(h.failed, 0);
+
+    query(rt, &h, "a", "SELECT current_setting('statement_timeout')", 0, NULL, NULL);
+    assert_string_equal(h.error, "");
+    query(rt, &h, "a", "SELECT pg_sleep(2)::text", 0, NULL, NULL);
+    assert_non_null(strstr(h.error, "statement timeout"));
+    assert_int_equal(h.failed, 0);
+    query(rt, &h, "a", "SELECT 7::bigint", 0, NULL, NULL);
+    assert_string_equal(h.error, "");
+    assert_int_equal(h.i64, 7);
+
+    query(rt, &h, "a", "SELECT set_config('statement_timeout', '0', false)", 0, NULL, NULL);
+    assert_string_equal(h.error, "");
+    h.sql = "SELECT pg_sleep(5)::text";
+    h.nparams = 0;
+    h.sends = 0;
+    double t0 = rt_now_ms(rt);
+    assert_int_equal(rt_test_send(rt, "a", HOST_QUERY), RT_OK);
+    assert_true(rt_test_run_until(rt, has_failed, &h, 5000));
+    double took = rt_now_ms(rt) - t0;
+    assert_int_equal(h.send_rc[0], PG_OK);
+    assert_int_equal(h.kind, PG_FAIL_TIMEOUT);
+    assert_string_equal(h.why, "PostgreSQL did not answer a query within 1300 ms");
+    assert_true(took >= 1300 - 50);
+    assert_int_equal(h.results, 4);          /* the hung query never ended */
     rt_test_close(rt);
 }
 
@@ -533,6 +578,7 @@ main(void)
         cmocka_unit_test(test_large_output),
         cmocka_unit_test(test_arrays),
         cmocka_unit_test(test_free_while_connecting),
+        cmocka_unit_test(test_query_timeouts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
