@@ -11,7 +11,7 @@
  * reach the caller inside a bracket, never from inside hiredis' own connect
  * or disconnect handling.
  */
-#include "adapters/redis.h"
+#include "adapters/redis_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,73 +19,8 @@
 #include <string.h>
 
 #include <hiredis/adapters/libev.h>
-#include <hiredis/async.h>
 
-#include "runtime/list.h"
 #include "runtime/log.h"
-#include "runtime/map.h"
-
-typedef enum redis_phase {
-    REDIS_CONNECTING,       /* contexts made, waiting for both to answer */
-    REDIS_UP,
-    REDIS_WAITING,          /* down, reconnecting after the backoff */
-    REDIS_DOWN,             /* down for good */
-} redis_phase;
-
-typedef struct redis_conn {
-    redisAsyncContext *ac;  /* NULL: none (or hiredis freed it) */
-    const char *what;       /* for reasons: "command connection", "subscriber" */
-    bool ready;             /* the server answered on it */
-    bool dirty;             /* commands buffered since the last flush */
-} redis_conn;
-
-typedef struct redis_channel {
-    rt_link link;           /* in redis_client.channels */
-    bool want;              /* the caller wants it subscribed */
-    bool live;              /* the server confirmed the subscription */
-    bool inflight;          /* a SUBSCRIBE or UNSUBSCRIBE awaits its reply */
-    size_t len;
-    char name[];
-} redis_channel;
-
-/* A command issued while not up, formatted, waiting to be sent. */
-typedef struct redis_queued {
-    rt_link link;
-    void *privdata;
-    char *cmd;              /* redisvFormatCommand's; redisFreeCommand */
-    size_t len;
-} redis_queued;
-
-struct redis_client {
-    struct ev_loop *loop;
-    redis_callbacks cb;
-    void *data;
-    char host[256];
-    int port;
-    char *anchor;
-    size_t anchor_len;
-    char *log_name;
-    int timeout_ms;
-    size_t queue_max;
-    int backoff_min_ms, backoff_max_ms, backoff_ms;
-
-    redis_phase phase;
-    redis_conn cmd, sub;
-    uint64_t outstanding;       /* commands sent on cmd without a reply */
-    ev_tstamp progress;         /* last reply, or first outstanding command */
-    ev_timer deadline;          /* connect watchdog, reply deadline, backoff */
-    ev_timer soon;              /* a failure to handle outside hiredis */
-    bool failing;               /* soon is armed with reason */
-    char reason[256];
-
-    rt_map channel_index;       /* name -> redis_channel */
-    rt_list channels;
-    rt_list queue;              /* redis_queued, oldest first */
-    size_t nqueued;
-
-    unsigned depth;             /* enter/leave brackets on the stack */
-    bool closing;               /* redis_free was called */
-};
 
 /* privdata of our own PING on the command connection */
 static const char PING_TAG[] = "PING";
@@ -143,50 +78,6 @@ arm_deadline(redis_client *r, double ms)
     ev_timer_set(&r->deadline, ms / 1000., 0.);
     ev_timer_start(r->loop, &r->deadline);
 }
-
-/* ---- channels --------------------------------------------------------- */
-
-static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata);
-
-static void
-channel_forget(redis_client *r, redis_channel *ch)
-{
-    rt_map_del(&r->channel_index, ch->name, ch->len);
-    rt_list_remove(&r->channels, &ch->link);
-    free(ch);
-}
-
-/* Brings the server towards what the caller wants, one command in flight at
- * a time; forgets a channel nobody wants any more. */
-static void
-channel_sync(redis_client *r, redis_channel *ch)
-{
-    if (ch->inflight)
-        return;
-    if (ch->want != ch->live) {
-        if (r->phase != REDIS_UP || r->failing || !r->sub.ac)
-            return;     /* done when up again */
-        if (redisAsyncCommand(r->sub.ac, on_sub_reply, NULL,
-                              ch->want ? "SUBSCRIBE %b" : "UNSUBSCRIBE %b", ch->name,
-                              ch->len) == REDIS_OK) {
-            ch->inflight = true;
-            r->sub.dirty = true;
-        }
-        return;
-    }
-    if (!ch->want && !ch->live)
-        channel_forget(r, ch);
-}
-
-static void
-channels_sync_all(redis_client *r)
-{
-    for (rt_link *l = r->channels.head, *next; l; l = next) {
-        next = l->next;
-        channel_sync(r, RT_CONTAINER(l, redis_channel, link));
-    }
-}
-
 
 /* ---- commands --------------------------------------------------------- */
 
@@ -274,7 +165,7 @@ check_up(redis_client *r)
     r->phase = REDIS_UP;
     r->backoff_ms = r->backoff_min_ms;
     ev_timer_stop(r->loop, &r->deadline);
-    channels_sync_all(r);
+    redis_channels_sync_all(r);
     queue_send(r);
     if (!r->closing)
         r->cb.on_up(r->data);
@@ -327,23 +218,14 @@ on_sub_kind(redis_client *r, const char *kind, const char *chan, size_t chan_len
         return;
     }
     bool sub = strcmp(kind, "subscribe") == 0;
-    if (!sub && strcmp(kind, "unsubscribe") != 0)
-        return;
-    redis_channel *ch = rt_map_get(&r->channel_index, chan, chan_len);
-    if (!ch)
-        return;
-    ch->inflight = false;
-    ch->live = sub;
-    if (sub)
-        r->cb.on_subscribed(r->data, chan, chan_len);
-    if (!r->closing)
-        channel_sync(r, ch);
+    if (sub || strcmp(kind, "unsubscribe") == 0)
+        redis_channels_confirmed(r, sub, chan, chan_len);
 }
 
 /* Every reply on the subscriber: confirmations and channel messages, all
  * through this one callback. */
-static void
-on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
+void
+redis_on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)privdata;
     redis_client *r = ac->data;
@@ -381,7 +263,7 @@ on_connect(const redisAsyncContext *ac, int status)
     }
     int rc = c == &r->cmd
         ? redisAsyncCommand(c->ac, on_cmd_reply, (void *)PING_TAG, "PING")
-        : redisAsyncCommand(c->ac, on_sub_reply, NULL, "SUBSCRIBE %b", r->anchor,
+        : redisAsyncCommand(c->ac, redis_on_sub_reply, NULL, "SUBSCRIBE %b", r->anchor,
                             r->anchor_len);
     if (rc != REDIS_OK)
         fail(r, "%s: cannot send its first command", c->what);
@@ -462,12 +344,7 @@ go_down(redis_client *r)
     conn_close(&r->cmd, false);
     conn_close(&r->sub, false);
     r->outstanding = 0;
-    for (rt_link *l = r->channels.head, *next; l; l = next) {
-        next = l->next;
-        redis_channel *ch = RT_CONTAINER(l, redis_channel, link);
-        ch->live = ch->inflight = false;
-        channel_sync(r, ch);
-    }
+    redis_channels_reset(r);
     if (r->backoff_max_ms > 0) {
         r->phase = REDIS_WAITING;
         arm_deadline(r, r->backoff_ms);
@@ -565,7 +442,8 @@ redis_new(struct ev_loop *loop, const redis_options *opt, const redis_callbacks 
         goto err;
     }
     if (!opt->anchor || !*opt->anchor || opt->timeout_ms <= 0 || opt->reconnect_min_ms < 0 ||
-        opt->reconnect_max_ms < opt->reconnect_min_ms) {
+        opt->reconnect_max_ms < 0 ||
+        (opt->reconnect_max_ms > 0 && opt->reconnect_max_ms < opt->reconnect_min_ms)) {
         snprintf(err, errlen, "invalid redis client options");
         goto err;
     }
@@ -601,9 +479,7 @@ err:
 static void
 redis_destroy(redis_client *r)
 {
-    for (rt_link *l; (l = rt_list_pop_front(&r->channels));)
-        free(RT_CONTAINER(l, redis_channel, link));
-    rt_map_free(&r->channel_index);
+    redis_channels_free(r);
     queue_fail(r);      /* closing: no replies */
     free(r->anchor);
     free(r->log_name);
@@ -658,49 +534,6 @@ redis_publish(redis_client *r, void *privdata, const char *chan, size_t chan_len
               const void *payload, size_t len)
 {
     return redis_command(r, privdata, "PUBLISH %b %b", chan, chan_len, payload, len);
-}
-
-int
-redis_subscribe(redis_client *r, const char *chan, size_t chan_len)
-{
-    redis_channel *ch = rt_map_get(&r->channel_index, chan, chan_len);
-    if (!ch) {
-        if (!(ch = calloc(1, sizeof(*ch) + chan_len + 1)))
-            return REDIS_SUB_NOMEM;
-        memcpy(ch->name, chan, chan_len);
-        ch->len = chan_len;
-        if (!rt_map_put(&r->channel_index, ch->name, chan_len, ch)) {
-            free(ch);
-            return REDIS_SUB_NOMEM;
-        }
-        rt_list_push_back(&r->channels, &ch->link);
-    }
-    ch->want = true;
-    if (ch->live && !ch->inflight)
-        return REDIS_SUB_LIVE;
-    channel_sync(r, ch);
-    return REDIS_SUB_PENDING;
-}
-
-void
-redis_unsubscribe(redis_client *r, const char *chan, size_t chan_len)
-{
-    redis_channel *ch = rt_map_get(&r->channel_index, chan, chan_len);
-    if (ch) {
-        ch->want = false;
-        channel_sync(r, ch);
-    }
-}
-
-void
-redis_unsubscribe_all(redis_client *r)
-{
-    for (rt_link *l = r->channels.head, *next; l; l = next) {
-        next = l->next;
-        redis_channel *ch = RT_CONTAINER(l, redis_channel, link);
-        ch->want = false;
-        channel_sync(r, ch);
-    }
 }
 
 void
