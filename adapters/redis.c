@@ -479,6 +479,9 @@ err:
 static void
 redis_destroy(redis_client *r)
 {
+    /* again: a go_down that ran around a redis_free may have re-armed one */
+    ev_timer_stop(r->loop, &r->deadline);
+    ev_timer_stop(r->loop, &r->soon);
     redis_channels_free(r);
     queue_fail(r);      /* closing: no replies */
     free(r->anchor);

@@ -415,6 +415,28 @@ test_reply_deadline(void **state)
     close_loop(loop);
 }
 
+/* The same, with reconnect, and redis_free inside that NULL reply: the
+ * teardown that delivered it must not re-arm anything on a freed client. */
+static void
+test_free_inside_null_reply(void **state)
+{
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    journal j = { 0 };
+    redis_client *r = client_new(loop, redis_url(), &j, 200);
+    assert_true(run_until(loop, &j.ups, 1));
+    j.free_in_reply = true;
+    assert_int_equal(redis_command(r, NULL, "BLPOP %s 3", name(0, "blpop2")), REDIS_CLIENT_OK);
+    redis_flush(r);
+    assert_true(run_until(loop, &j.nreplies, 1));
+    assert_int_equal(j.reply_type[0], 0);
+    assert_null(j.client);
+    run_for(loop, 300);
+    assert_int_equal(j.downs, 0);      /* freed before its on_down */
+    assert_int_equal(j.ups, 1);
+    close_loop(loop);
+}
+
 static pid_t
 redis_start(int port)
 {
@@ -511,6 +533,7 @@ main(void)
         cmocka_unit_test(test_connect_refused_is_final),
         cmocka_unit_test(test_connect_watchdog),
         cmocka_unit_test(test_reply_deadline),
+        cmocka_unit_test(test_free_inside_null_reply),
         cmocka_unit_test(test_reconnect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
