@@ -54,7 +54,7 @@
  *
  * Metrics: chatd_messages_published_total, chatd_messages_received_total
  * (channel messages handed to the socket), chatd_fanout_dropped_total{reason=}
- * (bad channel messages, requests refused by a full queue),
+ * (bad channel messages, Redis commands refused by a full queue),
  * chatd_backend_up{backend="redis"}.
  */
 #ifndef CHATD_ACTORS_FANOUT_H
