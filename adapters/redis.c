@@ -60,7 +60,7 @@ static void fail(redis_client *r, const char *fmt, ...) __attribute__((format(pr
 static void
 fail(redis_client *r, const char *fmt, ...)
 {
-    if (r->failing || r->closing || (r->phase != REDIS_CONNECTING && r->phase != REDIS_UP))
+    if (r->failing || r->closing || (r->phase != REDIS_PHASE_CONNECTING && r->phase != REDIS_PHASE_UP))
         return;
     va_list ap;
     va_start(ap, fmt);
@@ -99,7 +99,7 @@ cmd_sent(redis_client *r)
 static bool
 can_send(const redis_client *r)
 {
-    return r->phase == REDIS_UP && !r->failing && r->cmd.ac;
+    return r->phase == REDIS_PHASE_UP && !r->failing && r->cmd.ac;
 }
 
 /* Sends the queued commands, oldest first. A command hiredis refuses now
@@ -160,9 +160,9 @@ queue_push(redis_client *r, void *privdata, const char *fmt, va_list ap)
 static void
 check_up(redis_client *r)
 {
-    if (r->phase != REDIS_CONNECTING || !r->cmd.ready || !r->sub.ready || r->failing)
+    if (r->phase != REDIS_PHASE_CONNECTING || !r->cmd.ready || !r->sub.ready || r->failing)
         return;
-    r->phase = REDIS_UP;
+    r->phase = REDIS_PHASE_UP;
     r->backoff_ms = r->backoff_min_ms;
     ev_timer_stop(r->loop, &r->deadline);
     redis_channels_sync_all(r);
@@ -311,7 +311,7 @@ conn_open(redis_client *r, redis_conn *c)
 static void
 connect_both(redis_client *r)
 {
-    r->phase = REDIS_CONNECTING;
+    r->phase = REDIS_PHASE_CONNECTING;
     r->outstanding = 0;
     arm_deadline(r, r->timeout_ms);
     if (conn_open(r, &r->cmd))
@@ -346,12 +346,12 @@ go_down(redis_client *r)
     r->outstanding = 0;
     redis_channels_reset(r);
     if (r->backoff_max_ms > 0) {
-        r->phase = REDIS_WAITING;
+        r->phase = REDIS_PHASE_WAITING;
         arm_deadline(r, r->backoff_ms);
         r->backoff_ms = r->backoff_ms * 2 < r->backoff_max_ms ? r->backoff_ms * 2
                                                                : r->backoff_max_ms;
     } else {
-        r->phase = REDIS_DOWN;
+        r->phase = REDIS_PHASE_DOWN;
         queue_fail(r);
     }
     if (!r->closing)
@@ -379,11 +379,11 @@ on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     redis_client *r = w->data;
     enter(r);
     switch (r->phase) {
-    case REDIS_CONNECTING:
+    case REDIS_PHASE_CONNECTING:
         fail(r, "no connection within %d ms (command connection %s, subscriber %s)",
              r->timeout_ms, r->cmd.ready ? "up" : "down", r->sub.ready ? "up" : "down");
         break;
-    case REDIS_UP: {
+    case REDIS_PHASE_UP: {
         if (r->outstanding == 0)
             break;
         double waited_ms = (ev_now(loop) - r->progress) * 1000.;
@@ -393,10 +393,10 @@ on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
             arm_deadline(r, r->timeout_ms - waited_ms);
         break;
     }
-    case REDIS_WAITING:
+    case REDIS_PHASE_WAITING:
         connect_both(r);
         break;
-    case REDIS_DOWN:
+    case REDIS_PHASE_DOWN:
         break;
     }
     leave(r);
@@ -506,13 +506,13 @@ redis_free(redis_client *r)
 bool
 redis_is_up(const redis_client *r)
 {
-    return r->phase == REDIS_UP && !r->failing;
+    return r->phase == REDIS_PHASE_UP && !r->failing;
 }
 
 static int
 command_v(redis_client *r, void *privdata, const char *fmt, va_list ap)
 {
-    if (r->closing || r->phase == REDIS_DOWN)
+    if (r->closing || r->phase == REDIS_PHASE_DOWN)
         return REDIS_CLIENT_DOWN;
     if (!can_send(r))
         return queue_push(r, privdata, fmt, ap);

@@ -25,7 +25,7 @@ channel_sync(redis_client *r, redis_channel *ch)
     if (ch->inflight)
         return;
     if (ch->want != ch->live) {
-        if (r->phase != REDIS_UP || r->failing || !r->sub.ac)
+        if (r->phase != REDIS_PHASE_UP || r->failing || !r->sub.ac)
             return;     /* done when up again */
         if (redisAsyncCommand(r->sub.ac, redis_on_sub_reply, NULL,
                               ch->want ? "SUBSCRIBE %b" : "UNSUBSCRIBE %b", ch->name,

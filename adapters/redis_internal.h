@@ -14,10 +14,10 @@
 #include "runtime/map.h"
 
 typedef enum redis_phase {
-    REDIS_CONNECTING,       /* contexts made, waiting for both to answer */
-    REDIS_UP,
-    REDIS_WAITING,          /* down, reconnecting after the backoff */
-    REDIS_DOWN,             /* down for good */
+    REDIS_PHASE_CONNECTING,       /* contexts made, waiting for both to answer */
+    REDIS_PHASE_UP,
+    REDIS_PHASE_WAITING,          /* down, reconnecting after the backoff */
+    REDIS_PHASE_DOWN,             /* down for good */
 } redis_phase;
 
 typedef struct redis_conn {
