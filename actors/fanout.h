@@ -1,10 +1,11 @@
 /*
  * The fanout actor: Redis Pub/Sub between the nodes, and presence.
  *
- * Registered as "fanout" (CHATD_FANOUT). It holds two hiredis async
- * connections on the runtime's loop (hiredis' libev adapter): a publisher and
- * a subscriber. Commands never go on the subscriber, since a connection in
- * subscribe mode refuses them.
+ * Registered as "fanout" (CHATD_FANOUT). It talks to Redis through one
+ * client of adapters/redis.h on the runtime's loop (a command connection
+ * and a subscriber, anchored on the node's own channel "chatd:node:<node_key
+ * as 16 hex digits>", on which nobody publishes). The actor is two files:
+ * actors/fanout.c (subscriptions, delivery, publishing) and actors/presence.c.
  *
  * What it does (actors/chatd.h has the messages):
  *
@@ -38,20 +39,22 @@
  *
  * Once both connections are up it sends CHATD_T_FANOUT_UP to the socket and
  * sets chatd_backend_up{backend="redis"} to 1 (0 again when it ends).
- * Requests that arrive before that are queued (at most FANOUT_PENDING_MAX;
- * past that, requests with a reply are answered unavailable, the rest are
- * dropped and counted).
+ * Requests that arrive before that are handled at once: their Redis
+ * commands wait in the client's queue (at most FANOUT_PENDING_MAX; past
+ * that, a query is answered unavailable, other commands are dropped, and
+ * both are counted), and their subscriptions are made once it is up.
  *
- * Failure: hiredis 0.14 has no connect timeout and no reconnect, so a failed
- * connect, a lost connection, a connect that takes longer than
- * request_timeout_ms, or a publisher that has not answered for
- * request_timeout_ms crash the actor: its supervisor restarts it (with
- * backoff), and the new instance announces itself with CHATD_T_FANOUT_UP so
- * that the socket subscribes and adds its presence entries again.
+ * Failure: the client does not reconnect here, so a failed connect, a lost
+ * connection, a connect that takes longer than request_timeout_ms, or a
+ * command connection that has not answered for request_timeout_ms crash the
+ * actor: its supervisor restarts it (with backoff), and the new instance
+ * announces itself with CHATD_T_FANOUT_UP so that the socket subscribes and
+ * adds its presence entries again. A query still waiting in the client's
+ * queue when the connect fails is answered unavailable before the crash.
  *
  * Metrics: chatd_messages_published_total, chatd_messages_received_total
  * (channel messages handed to the socket), chatd_fanout_dropped_total{reason=}
- * (bad channel messages, requests refused by a full queue),
+ * (bad channel messages, Redis commands refused by a full queue),
  * chatd_backend_up{backend="redis"}.
  */
 #ifndef CHATD_ACTORS_FANOUT_H
@@ -60,7 +63,7 @@
 #include "actors/config.h"
 #include "runtime/rt.h"
 
-/* Requests kept while Redis is not yet connected. */
+/* Redis commands kept while Redis is not yet connected. */
 #define FANOUT_PENDING_MAX 4096
 
 /*

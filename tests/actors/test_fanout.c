@@ -658,6 +658,82 @@ test_connect_watchdog(void **state)
     close_rt(rt);
 }
 
+/* A listening socket that never answers, for the tests below; its url in
+ * url (cap 64). */
+static int
+silent_server(char *url)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    socklen_t len = sizeof(sa);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(url, 64, "redis://127.0.0.1:%d", ntohs(sa.sin_port));
+    return fd;
+}
+
+/* Before Redis is up, commands wait in a queue of FANOUT_PENDING_MAX: past
+ * it they are dropped and counted, and a query is answered unavailable at
+ * once. */
+static void
+test_queue_bound_before_connect(void **state)
+{
+    (void)state;
+    configs(30000);
+    char url[64];
+    int fd = silent_server(url);
+    cfg1.redis_url = url;
+    cfg1.request_timeout_ms = 3000;
+    rt_runtime *rt = rt_test_open(NULL);
+    stub_spawn(rt, "socket");
+    rt_id id = rt_spawn(rt, 0, &chatd_fanout_spec, &arg1, "fanout", NULL);
+    assert_true(id != 0);
+    /* each ADD is two commands (ZADD, PEXPIRE): one more than fits */
+    const char *a = room(0, "bound");
+    for (int i = 0; i < FANOUT_PENDING_MAX / 2 + 1; i++) {
+        char user[16];
+        snprintf(user, sizeof(user), "u%d", i);
+        send_member(rt, "fanout", CHATD_T_PRESENCE_ADD, a, user);
+        if (i % 1000 == 999)
+            rt_test_run_for(rt, 10);
+    }
+    rt_test_run_for(rt, 50);
+    assert_int_equal(rt_metric_value(rt, "chatd_fanout_dropped_total", "reason=\"queue_full\""),
+                     2);
+    send_room(rt, "socket", "fanout", CHATD_T_PRESENCE_QUERY, 9, a);
+    expect_ack(rt, "socket", 9, false);
+    assert_int_equal(rt_metric_value(rt, "chatd_fanout_dropped_total", "reason=\"queue_full\""),
+                     3);
+    assert_true(rt_alive(rt, id));
+    expect_nothing(rt, "socket", CHATD_T_FANOUT_UP, 0);
+    close(fd);
+    close_rt(rt);
+}
+
+/* A query waiting for the connection is answered unavailable when the
+ * connect fails, before the actor crashes. */
+static void
+test_queued_query_answered_when_connect_fails(void **state)
+{
+    (void)state;
+    configs(30000);
+    char url[64];
+    int fd = silent_server(url);
+    cfg1.redis_url = url;
+    cfg1.request_timeout_ms = 200;
+    rt_runtime *rt = rt_test_open(NULL);
+    stub_spawn(rt, "socket");
+    rt_id id = rt_spawn(rt, 0, &chatd_fanout_spec, &arg1, "fanout", NULL);
+    assert_true(id != 0);
+    send_room(rt, "socket", "fanout", CHATD_T_PRESENCE_QUERY, 6, room(0, "wdq"));
+    expect_ack(rt, "socket", 6, false);
+    assert_true(rt_test_wait_dead(rt, id, WAIT_MS));
+    assert_int_equal(rt_stats_get(rt, "fanout")->crashes, 1);
+    close(fd);
+    close_rt(rt);
+}
+
 int
 main(void)
 {
@@ -672,6 +748,8 @@ main(void)
         cmocka_unit_test(test_socket_up_clears_node_state),
         cmocka_unit_test(test_redis_restart),
         cmocka_unit_test(test_connect_watchdog),
+        cmocka_unit_test(test_queue_bound_before_connect),
+        cmocka_unit_test(test_queued_query_answered_when_connect_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
