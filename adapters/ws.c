@@ -29,6 +29,7 @@
 #define RX_MIN 1024                 /* first reassembly buffer */
 #define RX_KEEP 4096                /* larger buffers are freed after use */
 #define QUEUE_KEEP 16               /* larger empty queues are freed */
+#define CLOSE_WAIT_S 2              /* seconds a closing peer has to take the close */
 
 struct ws_server {
     ws_config cfg;
@@ -259,8 +260,13 @@ ws_close(ws_conn *c, int code, const char *reason)
     size_t n = strlen(reason);
     lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)reason,
                      n > 123 ? 123 : n);
-    /* lws closes it from its own context, then calls CLOSED */
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    /* The WRITEABLE callback returns -1, which makes lws send the close frame
+     * with this code and reason, then close and call CLOSED. A peer that
+     * never lets us write is killed after CLOSE_WAIT_S. (Killing at once with
+     * LWS_TO_KILL_ASYNC, as socket.c did, closes the TCP connection without
+     * any close frame: the peer saw 1006, never the code.) */
+    lws_callback_on_writable(c->wsi);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_WAIT_S);
 }
 
 bool
