@@ -38,8 +38,10 @@ sk_ask(socket_state *st, const char *peer, uint32_t type, uint64_t corr, const p
 
 /* --- sending to clients ----------------------------------------------------- */
 
-void
-sk_push(socket_state *st, sk_conn *c, ws_frame *f)
+/* Queues f on c. A reader whose queue is full is too slow: it is closed (it
+ * catches up later with join since). */
+static void
+push(socket_state *st, sk_conn *c, ws_frame *f)
 {
     switch (ws_send(c->ws, f)) {
     case WS_OK:
@@ -57,8 +59,9 @@ sk_push(socket_state *st, sk_conn *c, ws_frame *f)
     }
 }
 
-void
-sk_send_out(socket_state *st, sk_conn *c)
+/* Sends what st->out holds to c as one frame, and empties st->out. */
+static void
+send_out(socket_state *st, sk_conn *c)
 {
     ws_frame *f = ws_frame_text(st->out.data, st->out.len);
     proto_mp_buf_reset(&st->out);
@@ -66,7 +69,7 @@ sk_send_out(socket_state *st, sk_conn *c)
         ws_close(c->ws, WS_CLOSE_UNEXPECTED, "out of memory");
         return;
     }
-    sk_push(st, c, f);
+    push(st, c, f);
     ws_frame_unref(f);
 }
 
@@ -80,7 +83,7 @@ sk_broadcast_out(socket_state *st, sk_room *r, const sk_conn *skip)
     size_t n = 0;
     for (size_t i = 0; i < r->nmembers; i++) {
         if (r->members[i] != skip) {
-            sk_push(st, r->members[i], f);
+            push(st, r->members[i], f);
             n++;
         }
     }
@@ -93,7 +96,7 @@ sk_ack_ok(socket_state *st, sk_conn *c, bool has_ack, uint64_t ack_id, json_t *f
 {
     rt_metric_add(st->m.acks_ok, 1);
     if (has_ack && sio_encode_ack_ok(&st->out, ack_id, fields) == PROTO_OK)
-        sk_send_out(st, c);
+        send_out(st, c);
     proto_mp_buf_reset(&st->out);
     json_decref(fields);
 }
@@ -104,7 +107,7 @@ sk_ack_err(socket_state *st, sk_conn *c, bool has_ack, uint64_t ack_id, sio_erro
 {
     rt_metric_add(st->m.acks_err[err], 1);
     if (has_ack && sio_encode_ack_error(&st->out, ack_id, err, message) == PROTO_OK)
-        sk_send_out(st, c);
+        send_out(st, c);
     proto_mp_buf_reset(&st->out);
 }
 
@@ -143,7 +146,7 @@ on_connect(socket_state *st, sk_conn *c, const sio_packet *p)
     char sid[21];
     random_sid(sid, sizeof(sid));
     if (sio_encode_connect(&st->out, sid, strlen(sid)) == PROTO_OK)
-        sk_send_out(st, c);
+        send_out(st, c);
 }
 
 /* One complete text message from the client (the adapter's `message`). */
@@ -165,7 +168,7 @@ on_message(void *owner, void *conn_data, const char *data, size_t len)
         break;
     case SIO_PKT_PING:
         if (sio_encode_pong(&st->out, p.data, p.data_len) == PROTO_OK)
-            sk_send_out(st, c);
+            send_out(st, c);
         break;
     case SIO_PKT_CLOSE:
         ws_close(c->ws, WS_CLOSE_NORMAL, "bye");
@@ -175,7 +178,7 @@ on_message(void *owner, void *conn_data, const char *data, size_t len)
         break;
     case SIO_PKT_CONNECT_ERROR:
         if (sio_encode_connect_error(&st->out, p.nsp, p.nsp_len, p.message) == PROTO_OK)
-            sk_send_out(st, c);
+            send_out(st, c);
         break;
     case SIO_PKT_DISCONNECT:
         while (c->nrooms)
@@ -234,7 +237,7 @@ on_open(void *owner, ws_conn *w)
     if (sio_encode_open(&st->out, c->sid, strlen(c->sid), (unsigned)st->cfg->ping_interval_ms,
                         (unsigned)st->cfg->ping_timeout_ms,
                         (unsigned long)st->cfg->max_payload) == PROTO_OK)
-        sk_send_out(st, c);
+        send_out(st, c);
     proto_mp_buf_reset(&st->out);
     if (st->draining)
         ws_close(w, WS_CLOSE_GOING_AWAY, "shutting down");
@@ -283,7 +286,7 @@ sweep(socket_state *st)
             c->ping_at = now;
             c->awaiting_pong = true;
             if (sio_encode_ping(&st->out) == PROTO_OK)
-                sk_send_out(st, c);
+                send_out(st, c);
         }
     }
 }

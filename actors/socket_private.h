@@ -143,13 +143,6 @@ typedef struct socket_state {
 
 double sk_now_ms(const socket_state *st);
 
-/* Queues f on c. A reader whose queue is full is too slow: it is closed (it
- * catches up later with join since). */
-void sk_push(socket_state *st, sk_conn *c, ws_frame *f);
-
-/* Sends what st->out holds to c as one frame, and empties st->out. */
-void sk_send_out(socket_state *st, sk_conn *c);
-
 /* Sends what st->out holds to every member of r but skip, as one frame
  * shared by all, and empties st->out. Returns how many it went to. */
 size_t sk_broadcast_out(socket_state *st, sk_room *r, const sk_conn *skip);
@@ -205,16 +198,10 @@ void sk_on_event(socket_state *st, sk_conn *c, const sio_packet *p);
 /* A reply (PROTO_T_ACK, _JOIN_REPLY, _HISTORY_REPLY, _USERS) from a peer. */
 void sk_on_reply(socket_state *st, const proto_env *msg);
 
-/* The room's subscription is live (ok) or failed: go on with its joins. */
-void sk_sub_done(socket_state *st, sk_room *r, bool ok);
-
 /* Answers `unavailable` to every request whose deadline passed. */
 void sk_reqs_expire(socket_state *st, double now);
 
 /* For terminate: frees every request without answering. */
 void sk_reqs_free(socket_state *st);
-
-/* The request is forgotten (its connection's in-flight count drops). */
-void sk_req_free(socket_state *st, sk_req *r);
 
 #endif

@@ -39,8 +39,9 @@ req_new(socket_state *st, sk_req_kind kind, sk_conn *c, bool has_ack, uint64_t a
     return r;
 }
 
-void
-sk_req_free(socket_state *st, sk_req *r)
+/* The request is forgotten (its connection's in-flight count drops). */
+static void
+req_free(socket_state *st, sk_req *r)
 {
     rt_map_del_u64(&st->reqs, r->corr);
     rt_list_remove(&st->by_deadline, &r->link);
@@ -55,7 +56,7 @@ sk_reqs_free(socket_state *st)
 {
     rt_link *l;
     while ((l = st->by_deadline.head))
-        sk_req_free(st, RT_CONTAINER(l, sk_req, link));
+        req_free(st, RT_CONTAINER(l, sk_req, link));
     rt_map_free(&st->reqs);
 }
 
@@ -87,8 +88,9 @@ join_ask_store(socket_state *st, sk_req *r)
         fail_req(st, r, SIO_E_UNAVAILABLE, "the message store is unavailable");
 }
 
-void
-sk_sub_done(socket_state *st, sk_room *r, bool ok)
+/* The room's subscription is live (ok) or failed: go on with its joins. */
+static void
+sub_done(socket_state *st, sk_room *r, bool ok)
 {
     r->sub = ok ? SK_SUB_LIVE : SK_SUB_NONE;
     size_t n = r->nwaiting;
@@ -133,15 +135,15 @@ fail_req(socket_state *st, sk_req *r, sio_error err, const char *message)
     if (r->kind == SK_REQ_SUBSCRIBE) {
         sk_room *rm = r->room;
         rm->sub_req = NULL;
-        sk_req_free(st, r);
-        sk_sub_done(st, rm, false);
+        req_free(st, r);
+        sub_done(st, rm, false);
         return;
     }
     if (r->kind == SK_REQ_JOIN)
         join_undo(st, r, c);
     if (c)
         sk_ack_err(st, c, r->has_ack, r->ack_id, err, message);
-    sk_req_free(st, r);
+    req_free(st, r);
 }
 
 /* --- replies ----------------------------------------------------------------- */
@@ -180,8 +182,8 @@ on_ack(socket_state *st, sk_req *r, const proto_env *msg)
     if (r->kind == SK_REQ_SUBSCRIBE) {
         sk_room *rm = r->room;
         rm->sub_req = NULL;
-        sk_req_free(st, r);
-        sk_sub_done(st, rm, true);
+        req_free(st, r);
+        sub_done(st, rm, true);
         return;
     }
     sk_conn *c = rt_map_get_u64(&st->conns, r->conn_id);
@@ -192,7 +194,7 @@ on_ack(socket_state *st, sk_req *r, const proto_env *msg)
         /* an ok ack where a reply record was expected */
         sk_ack_err(st, c, r->has_ack, r->ack_id, SIO_E_UNAVAILABLE, "internal error");
     }
-    sk_req_free(st, r);
+    req_free(st, r);
 }
 
 /* The ack fields of a reply record for r, or NULL with *bad set when the
@@ -255,7 +257,7 @@ sk_on_reply(socket_state *st, const proto_env *msg)
         sk_ack_ok(st, c, r->has_ack, r->ack_id, f);
     else
         json_decref(f);
-    sk_req_free(st, r);
+    req_free(st, r);
 }
 
 /* --- client events -------------------------------------------------------------- */
@@ -288,7 +290,7 @@ join_subscribe(socket_state *st, sk_room *r, sk_req *j)
         return;
     sk_req *sub = req_new(st, SK_REQ_SUBSCRIBE, NULL, false, 0);
     if (!sub) {
-        sk_sub_done(st, r, false);
+        sub_done(st, r, false);
         return;
     }
     sub->room = r;
@@ -350,7 +352,7 @@ ev_message(socket_state *st, sk_conn *c, const sio_packet *p, const sio_request 
     proto_mp_buf_growing(&b);
     if (!r || proto_msg_encode(&m, &b) != PROTO_OK) {
         if (r)
-            sk_req_free(st, r);
+            req_free(st, r);
         sk_ack_err(st, c, p->has_ack, p->ack_id, SIO_E_UNAVAILABLE, "out of memory");
     } else {
         memcpy(r->msg_id, rq->id, rq->id_len);
