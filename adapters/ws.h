@@ -169,8 +169,11 @@ void ws_flush(ws_server *s);
 
 /*
  * Closes c with code and reason (at most 123 bytes): frames not yet written
- * are dropped, later ws_send calls return WS_ECLOSING, and `close` follows
- * once lws has closed it. Idempotent: the first code wins.
+ * are dropped, later ws_send calls return WS_ECLOSING, the close frame goes
+ * out from lws's next WRITEABLE callback (lws then waits a few seconds for
+ * the peer's answer; a peer that lets nothing be written is dropped after
+ * 2 s), and `close` follows once lws has closed it. Idempotent: the first
+ * code wins.
  */
 void ws_close(ws_conn *c, int code, const char *reason);
 
