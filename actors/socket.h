@@ -11,8 +11,9 @@
  * every member's bounded send queue, and each connection's queued frames
  * leave in one write after the actor's turn.
  *
- * HTTP on the same port: GET /healthz, /readyz, /metrics; Engine.IO polling
- * requests get 400 (PROTOCOL.md); GET / serves the web root when configured.
+ * HTTP on the same port (GET /healthz, /readyz, /metrics, the web root;
+ * Engine.IO polling requests get 400) is actors/http.h; the WebSocket
+ * machinery is adapters/ws.h; the actor's own parts: socket_private.h.
  *
  * Registered as "socket"; init argument: const chatd_config *.
  */

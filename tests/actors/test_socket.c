@@ -668,6 +668,87 @@ test_typing_skips_sender(void **state)
     close_socket(rt);
 }
 
+/* A typing event from another node reaches every local member through the
+ * socket actor (the decoded record is freed: ASan's leak check runs this in
+ * the actors-asan stage); the sender skip applies only to this node's own
+ * connections, even when the other node's connection id matches one here. */
+static void
+test_typing_from_other_node(void **state)
+{
+    (void)state;
+    rt_runtime *rt = open_socket();
+    client *a = connect_user(rt, "amy");
+    client *b = connect_user(rt, "bea");
+    send_text(a, "421[\"join\",{\"room\":\"tt\"}]");
+    serve_join(rt, true, 0);
+    expect_frame(rt, a, "431[{\"ok\":true,\"room\":\"tt\",\"seq\":0,\"missed\":[],\"more\":false}]");
+    send_text(b, "421[\"join\",{\"room\":\"tt\"}]");
+    serve_join(rt, false, 0);
+    expect_frame(rt, b, "431[{\"ok\":true,\"room\":\"tt\",\"seq\":0,\"missed\":[],\"more\":false}]");
+
+    proto_typing t = { .node = cfg.node_key + 1, .conn = 1 };
+    memcpy(t.room, "tt", 2);
+    t.room_len = 2;
+    memcpy(t.user, "zed", 3);
+    t.user_len = 3;
+    uint8_t mem[256];
+    proto_mp_buf buf;
+    proto_mp_buf_fixed(&buf, mem, sizeof(mem));
+    assert_int_equal(proto_typing_encode(&t, &buf), PROTO_OK);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(rt_send_named(rt, 0, CHATD_SOCKET, PROTO_T_TYPING, 0, buf.data,
+                                       buf.len), RT_OK);
+    /* and one that does not decode: dropped, nothing breaks */
+    assert_int_equal(rt_send_named(rt, 0, CHATD_SOCKET, PROTO_T_TYPING, 0, "\xc1", 1), RT_OK);
+    for (int i = 0; i < 2; i++) {
+        expect_frame(rt, a, "42[\"typing\",{\"room\":\"tt\",\"user\":\"zed\"}]");
+        expect_frame(rt, b, "42[\"typing\",{\"room\":\"tt\",\"user\":\"zed\"}]");
+    }
+    assert_null(next_frame(rt, a, 50));
+    assert_true(rt_metric_value(rt, "chatd_typing_delivered_total", NULL) == 4);
+    send_text(b, "2alive");
+    expect_frame(rt, b, "3alive");
+    client_free(a);
+    client_free(b);
+    close_socket(rt);
+}
+
+/* Static files are read once, when the socket starts: a request never reads
+ * the disk, so a file written later is served only after a restart. */
+static void
+test_static_loaded_at_start(void **state)
+{
+    (void)state;
+    rt_runtime *rt = open_socket();
+    char p[128];
+    snprintf(p, sizeof(p), "%s/late.txt", web_root);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("late", f);
+    fclose(f);
+    static const char req[] = "GET /late.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    client c = {0};
+    c.fd = tcp_connect(test_port);
+    send_all(c.fd, req, sizeof(req) - 1);
+    assert_int_equal(http_head(rt, &c), 404);
+    close(c.fd);
+    close_socket(rt);
+
+    rt = open_socket();
+    memset(&c, 0, sizeof(c));
+    c.fd = tcp_connect(test_port);
+    send_all(c.fd, req, sizeof(req) - 1);
+    assert_int_equal(http_head(rt, &c), 200);
+    assert_non_null(strcasestr(c.head, "content-type: text/plain; charset=utf-8"));
+    for (int k = 0; k < 100 && c.len < 4; k++)
+        rt_test_run_until(rt, pump, &c, 10);
+    c.buf[c.len] = '\0';
+    assert_string_equal(c.buf, "late");
+    close(c.fd);
+    assert_int_equal(unlink(p), 0);
+    close_socket(rt);
+}
+
 static int
 setup(void **state)
 {
@@ -719,6 +800,8 @@ main(void)
         cmocka_unit_test_teardown(test_timeout_is_unavailable, teardown),
         cmocka_unit_test_teardown(test_frame_limits, teardown),
         cmocka_unit_test_teardown(test_typing_skips_sender, teardown),
+        cmocka_unit_test_teardown(test_typing_from_other_node, teardown),
+        cmocka_unit_test_teardown(test_static_loaded_at_start, teardown),
     };
     return cmocka_run_group_tests(tests, setup, group_teardown);
 }

@@ -1,0 +1,598 @@
+/*
+ * adapters/ws.h's contract, against a raw WebSocket client on loopback: the
+ * connection lifecycle (open, message, close once, refusal), who frees
+ * frames (a frame shared by several queues is back to the caller's one
+ * reference once written), reassembly and its limits, the queue bound, the
+ * close code and reason, HTTP replies, and ws_server_free from inside a
+ * callback. No service is needed. Each test ends with an empty loop.
+ */
+#include "tests/runtime/rt_test.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "adapters/ws.h"
+
+/* --- the owner: records what the adapter tells it ---------------------------- */
+
+typedef struct owner {
+    ws_server *srv;
+    ws_conn *last;              /* the last connection opened */
+    int opens, closes, messages, https;
+    bool refuse;                /* `open` returns NULL */
+    bool free_in_message;       /* ws_server_free from `message` */
+    size_t queue_at_open;       /* frames `open` sends */
+    char message[1 << 17];
+    size_t message_len;
+} owner;
+
+typedef struct tconn {
+    owner *o;
+    ws_conn *c;
+} tconn;
+
+static int
+o_http(void *ud, ws_request *req, const char *path)
+{
+    owner *o = ud;
+    o->https++;
+    char v[32];
+    const char *arg = ws_request_arg(req, "q=", v, sizeof(v));
+    char body[128];
+    snprintf(body, sizeof(body), "%s %s", path, arg ? arg : "-");
+    return ws_http_reply(req, 201, "text/plain", "no-store", body, strlen(body));
+}
+
+static bool
+o_accept(void *ud, ws_request *req)
+{
+    (void)ud;
+    char path[32];
+    return ws_request_path(req, path, sizeof(path)) && strcmp(path, "/ws") == 0;
+}
+
+static void *
+o_open(void *ud, ws_conn *c)
+{
+    owner *o = ud;
+    o->opens++;
+    if (o->refuse)
+        return NULL;
+    tconn *t = calloc(1, sizeof(*t));
+    t->o = o;
+    t->c = c;
+    o->last = c;
+    for (size_t i = 0; i < o->queue_at_open; i++)
+        assert_int_equal(ws_send_text(c, "hello", 5), WS_OK);
+    return t;
+}
+
+static void
+o_message(void *ud, void *conn_data, const char *data, size_t len)
+{
+    owner *o = ud;
+    tconn *t = conn_data;
+    assert_ptr_equal(t->o, o);
+    o->messages++;
+    memcpy(o->message, data, len);
+    o->message_len = len;
+    if (o->free_in_message) {
+        ws_server_free(o->srv);
+        return;
+    }
+    /* echo */
+    assert_int_equal(ws_send_text(t->c, data, len), WS_OK);
+}
+
+static void
+o_close(void *ud, void *conn_data)
+{
+    owner *o = ud;
+    o->closes++;
+    free(conn_data);
+}
+
+static const ws_callbacks callbacks = {
+    .http = o_http, .accept = o_accept, .open = o_open, .message = o_message,
+    .close = o_close,
+};
+
+static int test_port;
+
+static ws_server *
+server_new(rt_runtime *rt, owner *o, size_t queue_max)
+{
+    ws_config cfg = { .loop = rt_loop(rt), .host = "127.0.0.1", .port = test_port,
+                      .max_message = 65536, .queue_max = queue_max, .who = "test" };
+    o->srv = ws_server_new(&cfg, &callbacks, o);
+    assert_non_null(o->srv);
+    return o->srv;
+}
+
+/* --- a raw client ---------------------------------------------------------------- */
+
+typedef struct client {
+    int fd;
+    char buf[1 << 18];
+    size_t len;
+    int close_code;
+    char close_reason[128];
+    bool eof;
+} client;
+
+static bool
+pump(void *ud)
+{
+    client *c = ud;
+    for (;;) {
+        ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+        if (r > 0) {
+            c->len += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            c->eof = true;
+        return c->eof;
+    }
+}
+
+static void
+send_all(int fd, const void *p, size_t n)
+{
+    const char *s = p;
+    while (n) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EAGAIN)
+            continue;
+        assert_true(w > 0);
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static int
+tcp_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)test_port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+}
+
+static bool
+has_head(void *ud)
+{
+    client *c = ud;
+    pump(c);
+    c->buf[c->len] = '\0';
+    return strstr(c->buf, "\r\n\r\n") || c->eof;
+}
+
+/* Reads the HTTP response head; returns the status (0 at EOF) and leaves
+ * the body in c->buf. */
+static int
+read_head(rt_runtime *rt, client *c)
+{
+    rt_test_run_until(rt, has_head, c, 2000);
+    char *end = strstr(c->buf, "\r\n\r\n");
+    if (!end)
+        return 0;
+    int status = atoi(c->buf + 9);
+    size_t head = (size_t)(end + 4 - c->buf);
+    memmove(c->buf, end + 4, c->len - head);
+    c->len -= head;
+    return status;
+}
+
+static client *
+ws_connect(rt_runtime *rt, const char *path, int *status)
+{
+    client *c = calloc(1, sizeof(*c));
+    c->fd = tcp_connect();
+    char req[512];
+    snprintf(req, sizeof(req),
+             "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             "Sec-WebSocket-Version: 13\r\n\r\n", path);
+    send_all(c->fd, req, strlen(req));
+    *status = read_head(rt, c);
+    return c;
+}
+
+static void
+client_free(client *c)
+{
+    close(c->fd);
+    free(c);
+}
+
+/* A masked client frame: fin, opcode, payload. */
+static void
+send_frame(client *c, bool fin, int opcode, const void *data, size_t len)
+{
+    uint8_t hdr[14];
+    size_t hl = 0;
+    hdr[hl++] = (uint8_t)((fin ? 0x80 : 0) | opcode);
+    if (len < 126) {
+        hdr[hl++] = (uint8_t)(0x80 | len);
+    } else if (len < 65536) {
+        hdr[hl++] = 0x80 | 126;
+        hdr[hl++] = (uint8_t)(len >> 8);
+        hdr[hl++] = (uint8_t)len;
+    } else {
+        hdr[hl++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--)
+            hdr[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
+    }
+    memset(hdr + hl, 0, 4);     /* a zero mask: the payload goes as is */
+    hl += 4;
+    send_all(c->fd, hdr, hl);
+    send_all(c->fd, data, len);
+}
+
+/* Takes one complete server frame: its payload (malloc'd, NUL-terminated),
+ * or NULL (a close frame sets close_code and close_reason; else not yet). */
+static char *
+take_frame(client *c)
+{
+    if (c->len < 2)
+        return NULL;
+    uint8_t *b = (uint8_t *)c->buf;
+    size_t hl = 2, len = b[1] & 0x7f;
+    if (len == 126) {
+        if (c->len < 4)
+            return NULL;
+        len = ((size_t)b[2] << 8) | b[3];
+        hl = 4;
+    } else if (len == 127) {
+        if (c->len < 10)
+            return NULL;
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = (len << 8) | b[2 + i];
+        hl = 10;
+    }
+    if (c->len < hl + len)
+        return NULL;
+    int op = b[0] & 0x0f;
+    char *out = malloc(len + 1);
+    memcpy(out, c->buf + hl, len);
+    out[len] = '\0';
+    memmove(c->buf, c->buf + hl + len, c->len - hl - len);
+    c->len -= hl + len;
+    if (op == 8) {
+        c->close_code = len >= 2 ? ((uint8_t)out[0] << 8) | (uint8_t)out[1] : 1005;
+        snprintf(c->close_reason, sizeof(c->close_reason), "%s", len > 2 ? out + 2 : "");
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+typedef struct frame_ctx {
+    client *c;
+    char *got;
+} frame_ctx;
+
+static bool
+frame_ready(void *ud)
+{
+    frame_ctx *f = ud;
+    pump(f->c);
+    f->got = take_frame(f->c);
+    return f->got || f->c->close_code || f->c->eof;
+}
+
+static char *
+next_frame(rt_runtime *rt, client *c, double timeout_ms)
+{
+    frame_ctx f = { c, NULL };
+    rt_test_run_until(rt, frame_ready, &f, timeout_ms);
+    return f.got;
+}
+
+static void
+expect_frame(rt_runtime *rt, client *c, const char *want)
+{
+    char *got = next_frame(rt, c, 2000);
+    if (!got || strcmp(got, want) != 0) {
+        print_error("want %s\nhave %s\n", want, got ? got : "(nothing)");
+        free(got);
+        fail();
+    }
+    free(got);
+}
+
+typedef struct count_ctx {
+    const int *value;
+    int want;
+} count_ctx;
+
+static bool
+count_reached(void *ud)
+{
+    count_ctx *c = ud;
+    return *c->value >= c->want;
+}
+
+static void
+wait_count(rt_runtime *rt, const int *value, int want)
+{
+    count_ctx c = { value, want };
+    assert_true(rt_test_run_until(rt, count_reached, &c, 2000));
+}
+
+/* --- tests ------------------------------------------------------------------------ */
+
+/* open, an echo, a client that goes away: close once, nothing left. */
+static void
+test_lifecycle(void **state)
+{
+    (void)state;
+    rt_runtime *rt = rt_test_open(NULL);
+    owner o = { .queue_at_open = 1 };
+    server_new(rt, &o, 16);
+    int status;
+    client *c = ws_connect(rt, "/ws", &status);
+    assert_int_equal(status, 101);
+    assert_int_equal(o.opens, 1);
+    assert_int_equal(ws_server_conns(o.srv), 1);
+    assert_true(ws_conn_id(o.last) >= 1);
+    expect_frame(rt, c, "hello");       /* sent from `open` */
+    send_frame(c, true, 1, "ping me", 7);
+    wait_count(rt, &o.messages, 1);
+    ws_flush(o.srv);
+    expect_frame(rt, c, "ping me");
+    client_free(c);
+    wait_count(rt, &o.closes, 1);
+    assert_int_equal(ws_server_conns(o.srv), 0);
+    rt_test_run_for(rt, 20);
+    assert_int_equal(o.closes, 1);
+
+    /* an upgrade the owner does not accept never opens */
+    c = ws_connect(rt, "/other", &status);
+    assert_true(status != 101);
+    assert_int_equal(o.opens, 1);
+    client_free(c);
+
+    /* a refused open: closed, and no `close` for it */
+    o.refuse = true;
+    c = ws_connect(rt, "/ws", &status);
+    for (int i = 0; i < 100 && !c->eof; i++)
+        rt_test_run_until(rt, pump, c, 20);
+    assert_true(c->eof);
+    assert_int_equal(o.opens, 2);
+    assert_int_equal(o.closes, 1);
+    assert_int_equal(ws_server_conns(o.srv), 0);
+    client_free(c);
+    ws_server_free(o.srv);
+    rt_test_close(rt);
+}
+
+/* One frame in two queues: each takes a reference, the write drops it, the
+ * caller's is the one left; the frames queued on a connection arrive in
+ * order. */
+static void
+test_shared_frame(void **state)
+{
+    (void)state;
+    rt_runtime *rt = rt_test_open(NULL);
+    owner o = {0};
+    server_new(rt, &o, 16);
+    int status;
+    client *a = ws_connect(rt, "/ws", &status);
+    ws_conn *ca = o.last;
+    client *b = ws_connect(rt, "/ws", &status);
+    ws_conn *cb = o.last;
+    assert_int_equal(ws_server_conns(o.srv), 2);
+
+    ws_frame *f = ws_frame_text("shared", 6);
+    assert_non_null(f);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(ws_send(ca, f), WS_OK);
+    assert_int_equal(ws_send(cb, f), WS_OK);
+    assert_int_equal(f->refs, 10);
+    assert_int_equal(ws_queued(ca), 8);
+    ws_flush(o.srv);
+    assert_int_equal(f->refs, 1);
+    assert_int_equal(ws_queued(ca), 0);
+    ws_frame_unref(f);
+    for (int i = 0; i < 8; i++)
+        expect_frame(rt, a, "shared");
+    expect_frame(rt, b, "shared");
+
+    /* a frame larger than one write chunk goes alone, whole */
+    size_t n = WS_WRITE_CHUNK + 100;
+    char *big = malloc(n + 1);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    assert_int_equal(ws_send_text(ca, "small", 5), WS_OK);
+    assert_int_equal(ws_send_text(ca, big, n), WS_OK);
+    assert_int_equal(ws_send_text(ca, "after", 5), WS_OK);
+    ws_flush(o.srv);
+    expect_frame(rt, a, "small");
+    expect_frame(rt, a, big);
+    expect_frame(rt, a, "after");
+    free(big);
+
+    client_free(a);
+    client_free(b);
+    wait_count(rt, &o.closes, 2);
+    ws_server_free(o.srv);
+    rt_test_close(rt);
+}
+
+/* The queue bound refuses without closing; ws_close sends code and reason,
+ * drops what was queued and refuses later sends; `close` follows. */
+static void
+test_queue_bound_and_close(void **state)
+{
+    (void)state;
+    rt_runtime *rt = rt_test_open(NULL);
+    owner o = {0};
+    server_new(rt, &o, 3);
+    int status;
+    client *c = ws_connect(rt, "/ws", &status);
+    ws_conn *w = o.last;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ws_send_text(w, "q", 1), WS_OK);
+    assert_int_equal(ws_send_text(w, "q", 1), WS_EFULL);
+    assert_false(ws_closing(w));
+    ws_flush(o.srv);
+    for (int i = 0; i < 3; i++)
+        expect_frame(rt, c, "q");
+    assert_int_equal(ws_send_text(w, "dropped", 7), WS_OK);
+    ws_close(w, WS_CLOSE_POLICY_VIOLATION, "too slow");
+    ws_close(w, WS_CLOSE_NORMAL, "second");     /* the first code wins */
+    assert_true(ws_closing(w));
+    assert_int_equal(ws_send_text(w, "late", 4), WS_ECLOSING);
+    ws_flush(o.srv);
+    assert_null(next_frame(rt, c, 2000));
+    assert_int_equal(c->close_code, 1008);
+    assert_string_equal(c->close_reason, "too slow");
+    wait_count(rt, &o.closes, 1);
+    client_free(c);
+    ws_server_free(o.srv);
+    rt_test_close(rt);
+}
+
+/* Fragments are reassembled; over max_message is 1009, bad UTF-8 1007,
+ * binary messages are discarded. */
+static void
+test_receive(void **state)
+{
+    (void)state;
+    rt_runtime *rt = rt_test_open(NULL);
+    owner o = {0};
+    server_new(rt, &o, 16);
+    int status;
+    client *c = ws_connect(rt, "/ws", &status);
+    send_frame(c, false, 1, "frag", 4);
+    send_frame(c, false, 0, "men", 3);
+    send_frame(c, true, 0, "ted", 3);
+    wait_count(rt, &o.messages, 1);
+    assert_int_equal(o.message_len, 10);
+    assert_memory_equal(o.message, "fragmented", 10);
+    send_frame(c, true, 2, "\x01\x02", 2);      /* binary: nothing */
+    send_frame(c, true, 1, "text", 4);
+    wait_count(rt, &o.messages, 2);
+    assert_memory_equal(o.message, "text", 4);
+    ws_flush(o.srv);
+    expect_frame(rt, c, "fragmented");
+    expect_frame(rt, c, "text");
+
+    /* exactly max_message in two fragments is fine; one byte more is not */
+    char *big = malloc(65537);
+    memset(big, 'a', 65537);
+    send_frame(c, false, 1, big, 40000);
+    send_frame(c, true, 0, big, 25536);
+    wait_count(rt, &o.messages, 3);
+    assert_int_equal(o.message_len, 65536);
+    send_frame(c, false, 1, big, 40000);
+    send_frame(c, true, 0, big, 25537);
+    free(big);
+    char *f;
+    while ((f = next_frame(rt, c, 2000)))
+        free(f);    /* the echo of the first */
+    assert_int_equal(c->close_code, 1009);
+    client_free(c);
+
+    c = ws_connect(rt, "/ws", &status);
+    send_frame(c, true, 1, "bad \xff", 5);
+    assert_null(next_frame(rt, c, 2000));
+    assert_int_equal(c->close_code, 1007);
+    client_free(c);
+    wait_count(rt, &o.closes, 2);
+    assert_int_equal(o.messages, 3);
+    ws_server_free(o.srv);
+    rt_test_close(rt);
+}
+
+/* HTTP requests reach the owner with their path and query. */
+static void
+test_http(void **state)
+{
+    (void)state;
+    rt_runtime *rt = rt_test_open(NULL);
+    owner o = {0};
+    server_new(rt, &o, 16);
+    client *c = calloc(1, sizeof(*c));
+    c->fd = tcp_connect();
+    const char *req = "GET /a/b?q=42 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    send_all(c->fd, req, strlen(req));
+    assert_int_equal(read_head(rt, c), 201);
+    for (int i = 0; i < 100 && c->len < 8; i++)
+        rt_test_run_until(rt, pump, c, 10);
+    c->buf[c->len] = '\0';
+    assert_string_equal(c->buf, "/a/b 42");
+    assert_int_equal(o.https, 1);
+    client_free(c);
+    ws_server_free(o.srv);
+    rt_test_close(rt);
+}
+
+/* ws_server_free from inside `message`: `close` for every connection before
+ * it returns, no callback afterwards, the teardown on the next loop step. */
+static void
+test_free_inside_callback(void **state)
+{
+    (void)state;
+    rt_runtime *rt = rt_test_open(NULL);
+    owner o = { .free_in_message = true };
+    server_new(rt, &o, 16);
+    int status;
+    client *a = ws_connect(rt, "/ws", &status);
+    client *b = ws_connect(rt, "/ws", &status);
+    assert_int_equal(o.opens, 2);
+    send_frame(a, true, 1, "bye", 3);
+    wait_count(rt, &o.messages, 1);
+    assert_int_equal(o.closes, 2);
+    send_frame(b, true, 1, "more", 4);
+    rt_test_run_for(rt, 50);
+    assert_int_equal(o.messages, 1);
+    assert_int_equal(o.closes, 2);
+    client_free(a);
+    client_free(b);
+    rt_test_close(rt);
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    socklen_t len = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    test_port = ntohs(a.sin_port);
+    close(fd);
+    return 0;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lifecycle),
+        cmocka_unit_test(test_shared_frame),
+        cmocka_unit_test(test_queue_bound_and_close),
+        cmocka_unit_test(test_receive),
+        cmocka_unit_test(test_http),
+        cmocka_unit_test(test_free_inside_callback),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
