@@ -19,23 +19,24 @@
 /* corr of our own CHATD_T_TICK timer */
 enum { TICK_REFRESH = 1 };     /* refresh presence */
 
-const fanout_cmd FANOUT_CMD_PUBLISH = { "PUBLISH", false };
-const fanout_cmd FANOUT_CMD_ZADD = { "ZADD", false };
-const fanout_cmd FANOUT_CMD_ZREM = { "ZREM", false };
-const fanout_cmd FANOUT_CMD_PEXPIRE = { "PEXPIRE", false };
-const fanout_cmd FANOUT_CMD_ZREMRANGE = { "ZREMRANGEBYSCORE", false };
+const fanout_cmd FANOUT_CMD_PUBLISH = { "PUBLISH", false, false };
+const fanout_cmd FANOUT_CMD_ZADD = { "ZADD", false, false };
+const fanout_cmd FANOUT_CMD_ZREM = { "ZREM", false, false };
+const fanout_cmd FANOUT_CMD_PEXPIRE = { "PEXPIRE", false, false };
+const fanout_cmd FANOUT_CMD_ZREMRANGE = { "ZREMRANGEBYSCORE", false, false };
 
 /* ---- publishing ------------------------------------------------------- */
 
-/* Publishes payload wrapped in an envelope of type on room's channel. */
-static void
+/* Publishes payload wrapped in an envelope of type on room's channel; its
+ * reply comes to on_reply with tag. Returns true when the PUBLISH was issued. */
+static bool
 publish(fanout_state *st, uint32_t type, const char *room, size_t room_len,
-        const uint8_t *payload, size_t len)
+        const uint8_t *payload, size_t len, const fanout_cmd *tag)
 {
     if (!rt_grow((void **)&st->env, &st->env_cap, PROTO_ENV_OVERHEAD + len, 1)) {
         rt_warn(rt_who(st->self), "out of memory: message to %.*s not published",
                 (int)room_len, room);
-        return;
+        return false;
     }
     proto_env env = { .type = type, .payload = payload, .payload_len = len };
     size_t elen;
@@ -43,15 +44,34 @@ publish(fanout_state *st, uint32_t type, const char *room, size_t room_len,
     if (e != PROTO_OK) {
         rt_warn(rt_who(st->self), "cannot encode an envelope for %.*s: %s", (int)room_len,
                 room, proto_strerror(e));
-        return;
+        return false;
     }
     char chan[sizeof(FANOUT_ROOM_PREFIX) + PROTO_DM_ROOM_MAX];
     int clen = snprintf(chan, sizeof(chan), FANOUT_ROOM_PREFIX "%.*s", (int)room_len, room);
-    if (redis_publish(st->redis, (void *)&FANOUT_CMD_PUBLISH, chan, (size_t)clen, st->env,
-                      elen) == REDIS_CLIENT_FULL)
+    int rc = redis_publish(st->redis, (void *)tag, chan, (size_t)clen, st->env, elen);
+    if (rc == REDIS_CLIENT_FULL)
         rt_metric_add(st->m_refused, 1);
+    return rc == REDIS_CLIENT_OK;
 }
 
+/* Answers a batch's requester once nothing of it is left, and frees it. */
+static void
+batch_settle(fanout_state *st, fanout_batch *fb)
+{
+    if (fb->left)
+        return;
+    if (fb->failed)
+        chatd_reply_ack(st->self, fb->to, fb->corr, PROTO_ACK_UNAVAILABLE,
+                        "redis did not take every publish");
+    else
+        chatd_reply_ack(st->self, fb->to, fb->corr, PROTO_ACK_NONE, NULL);
+    rt_list_remove(&st->batches, &fb->link);
+    free(fb);
+}
+
+/* PROTO_T_MESSAGE_BATCH from the store: publishes each message; answered
+ * (PROTO_T_ACK, the batch's corr) once Redis replied to every PUBLISH, not
+ * ok when one was refused or lost, so the store can have it delivered again. */
 static int
 handle_batch(fanout_state *st, const proto_env *msg)
 {
@@ -60,8 +80,19 @@ handle_batch(fanout_state *st, const proto_env *msg)
     if (e != PROTO_OK) {
         rt_warn(rt_who(st->self), "bad message batch from %" PRIu64 ": %s", msg->from,
                 proto_strerror(e));
+        chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, proto_strerror(e));
         return RT_OK;
     }
+    fanout_batch *fb = calloc(1, sizeof(*fb));
+    if (!fb) {
+        proto_batch_free(&b);
+        chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
+        return RT_OK;
+    }
+    fb->cmd = (fanout_cmd){ "PUBLISH", false, true };
+    fb->to = msg->from;
+    fb->corr = msg->corr;
+    rt_list_push_back(&st->batches, &fb->link);
     for (size_t i = 0; i < b.count; i++) {
         const proto_msg *m = &b.msgs[i];
         st->rec.len = 0;
@@ -70,11 +101,17 @@ handle_batch(fanout_state *st, const proto_env *msg)
         if (e != PROTO_OK) {
             rt_warn(rt_who(st->self), "cannot encode message %s of %s: %s", m->id, m->room,
                     proto_strerror(e));
+            fb->failed = true;
             continue;
         }
-        publish(st, PROTO_T_MESSAGE, m->room, m->room_len, st->rec.data, st->rec.len);
+        if (publish(st, PROTO_T_MESSAGE, m->room, m->room_len, st->rec.data, st->rec.len,
+                    &fb->cmd))
+            fb->left++;
+        else
+            fb->failed = true;
     }
     proto_batch_free(&b);
+    batch_settle(st, fb);
     return RT_OK;
 }
 
@@ -88,7 +125,8 @@ handle_typing(fanout_state *st, const proto_env *msg)
                 proto_strerror(e));
         return RT_OK;
     }
-    publish(st, PROTO_T_TYPING, t.room, t.room_len, msg->payload, msg->payload_len);
+    publish(st, PROTO_T_TYPING, t.room, t.room_len, msg->payload, msg->payload_len,
+            &FANOUT_CMD_PUBLISH);
     proto_typing_free(&t);
     return RT_OK;
 }
@@ -202,6 +240,17 @@ on_reply(void *data, const redisReply *reply, void *privdata)
     if (cmd->is_query) {
         presence_query_reply(st, (fanout_query *)(void *)privdata, reply);
         return;
+    }
+    if (cmd->is_batch) {
+        fanout_batch *fb = (fanout_batch *)(void *)privdata;
+        fb->left--;
+        if (!reply || reply->type == REDIS_REPLY_ERROR)
+            fb->failed = true;
+        else
+            rt_metric_add(st->m_published, 1);
+        batch_settle(st, fb);
+        if (!reply || reply->type != REDIS_REPLY_ERROR)
+            return;
     }
     if (!reply)
         return;
@@ -404,6 +453,13 @@ fanout_terminate(rt_actor *self, rt_exit_kind kind)
         rt_metric_set(st->m_up, 0);
     redis_free(st->redis);      /* no callback after this */
     st->redis = NULL;
+    rt_link *l;
+    while ((l = rt_list_pop_front(&st->batches))) {
+        fanout_batch *fb = RT_CONTAINER(l, fanout_batch, link);
+        /* perhaps published: the store has it published again */
+        chatd_reply_ack(st->self, fb->to, fb->corr, PROTO_ACK_UNAVAILABLE, "fanout restarting");
+        free(fb);
+    }
     rt_map_entry *e;
     for (size_t i = 0; rt_map_next(&st->rooms, &i, &e);)
         room_free(e->value);

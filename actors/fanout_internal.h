@@ -35,6 +35,7 @@
 typedef struct fanout_cmd {
     const char *name;
     bool is_query;
+    bool is_batch;              /* the first member of a fanout_batch */
 } fanout_cmd;
 
 extern const fanout_cmd FANOUT_CMD_PUBLISH, FANOUT_CMD_ZADD, FANOUT_CMD_ZREM,
@@ -47,6 +48,17 @@ typedef struct fanout_query {
     rt_id to;
     uint64_t corr;
 } fanout_query;
+
+/* A stored batch being published: its requester (the store) is answered once
+ * Redis replied to every PUBLISH of it; in fanout_state.batches. */
+typedef struct fanout_batch {
+    fanout_cmd cmd;             /* first: the privdata of its PUBLISHes */
+    rt_link link;
+    rt_id to;
+    uint64_t corr;
+    size_t left;                /* PUBLISHes without a reply yet */
+    bool failed;                /* one was refused or lost */
+} fanout_batch;
 
 typedef struct fanout_waiter {
     rt_id to;
@@ -82,6 +94,7 @@ typedef struct fanout_state {
     rt_map rooms;               /* name -> fanout_room (only with waiters) */
     rt_map presence;            /* "<room>\0<user>" -> fanout_entry */
     rt_list queries;            /* fanout_query */
+    rt_list batches;            /* fanout_batch */
 
     proto_mp_buf rec;           /* scratch: a record */
     uint8_t *env;               /* scratch: an envelope */

@@ -327,6 +327,9 @@ metrics_init(socket_state *st, rt_runtime *rt)
                                     "Message events queued to client connections.");
     st->m.typing_delivered = rt_metric_get(rt, RT_COUNTER, "chatd_typing_delivered_total",
                                            NULL, "Typing events queued to client connections.");
+    st->m.live_stale = rt_metric_get(rt, RT_COUNTER, "chatd_live_stale_dropped_total", NULL,
+                                     "Live messages at or below their room's last live seq "
+                                     "(published again), not delivered twice.");
     st->m.slow_closes = rt_metric_get(rt, RT_COUNTER, "chatd_slow_consumer_closes_total", NULL,
                                       "Connections closed because their send queue overflowed.");
     st->m.bad_frames = rt_metric_get(rt, RT_COUNTER, "chatd_invalid_packets_total", NULL,

@@ -84,6 +84,9 @@ struct sk_room {
     sk_req *sub_req;                /* the pending SUBSCRIBE */
     sk_req **waiting;               /* joins waiting for the subscription */
     size_t nwaiting, waiting_cap;
+    uint64_t live_seq;              /* the highest seq delivered live here */
+    uint64_t join_seq;              /* the highest seq a join here answered */
+    bool catch_up;                  /* resubscribing: fetch what was missed */
 };
 
 typedef enum sk_req_kind {
@@ -92,6 +95,7 @@ typedef enum sk_req_kind {
     SK_REQ_MESSAGE,
     SK_REQ_HISTORY,
     SK_REQ_PRESENCE,
+    SK_REQ_CATCHUP,     /* the room's messages past its live seq (no client) */
 } sk_req_kind;
 
 struct sk_req {
@@ -134,6 +138,7 @@ typedef struct socket_state {
         rt_metric *acks_err[SIO_E_UNAVAILABLE + 1];
         rt_metric *delivered;
         rt_metric *typing_delivered;
+        rt_metric *live_stale;
         rt_metric *slow_closes;
         rt_metric *bad_frames;
     } m;
@@ -183,6 +188,14 @@ int sk_ask_room(socket_state *st, uint32_t type, uint64_t corr, const char *name
 /* Fanout's messages: a stored message and a typing event for local members;
  * fanout (re)started. */
 void sk_on_live_message(socket_state *st, const proto_env *msg);
+
+/* Delivers stored message m to r's members unless its seq is at or below
+ * the room's live seq (see socket_rooms.c). */
+void sk_room_deliver(socket_state *st, sk_room *r, const proto_msg *m);
+
+/* Subscribes a live room again (fanout restarted) and, once that is live,
+ * delivers what its members missed meanwhile (socket_requests.c). */
+void sk_resubscribe(socket_state *st, sk_room *r);
 void sk_on_live_typing(socket_state *st, const proto_env *msg);
 void sk_on_fanout_up(socket_state *st);
 

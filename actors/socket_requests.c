@@ -88,11 +88,18 @@ join_ask_store(socket_state *st, sk_req *r)
         fail_req(st, r, SIO_E_UNAVAILABLE, "the message store is unavailable");
 }
 
-/* The room's subscription is live (ok) or failed: go on with its joins. */
+static void catch_up(socket_state *st, sk_room *r);
+static void catch_up_reply(socket_state *st, sk_req *q, const proto_env *msg);
+
+/* The room's subscription is live (ok) or failed: go on with its joins, and
+ * after a resubscription fetch what its members missed while it was down. */
 static void
 sub_done(socket_state *st, sk_room *r, bool ok)
 {
     r->sub = ok ? SK_SUB_LIVE : SK_SUB_NONE;
+    if (ok && r->catch_up && r->nmembers)
+        catch_up(st, r);
+    r->catch_up = false;
     size_t n = r->nwaiting;
     sk_req **waiting = r->waiting;
     r->waiting = NULL;
@@ -200,7 +207,7 @@ on_ack(socket_state *st, sk_req *r, const proto_env *msg)
 /* The ack fields of a reply record for r, or NULL with *bad set when the
  * reply does not decode. */
 static json_t *
-reply_fields(const sk_req *r, const proto_env *msg, bool *bad)
+reply_fields(socket_state *st, const sk_req *r, const proto_env *msg, bool *bad)
 {
     json_t *f = NULL;
     *bad = true;
@@ -211,6 +218,9 @@ reply_fields(const sk_req *r, const proto_env *msg, bool *bad)
         f = json_pack("{s:s%,s:I,s:o,s:b}", "room", r->room_name, r->room_len,
                       "seq", (json_int_t)jr.seq, "missed", msgs_json(jr.missed, jr.count),
                       "more", jr.more);
+        sk_room *rm = sk_room_get(st, r->room_name, r->room_len, false);
+        if (rm && jr.seq > rm->join_seq)
+            rm->join_seq = jr.seq;
         proto_join_reply_free(&jr);
     } else if (msg->type == PROTO_T_HISTORY_REPLY && r->kind == SK_REQ_HISTORY) {
         proto_history_reply hr;
@@ -244,8 +254,12 @@ sk_on_reply(socket_state *st, const proto_env *msg)
         on_ack(st, r, msg);
         return;
     }
+    if (r->kind == SK_REQ_CATCHUP && msg->type == PROTO_T_JOIN_REPLY) {
+        catch_up_reply(st, r, msg);
+        return;
+    }
     bool bad;
-    json_t *f = reply_fields(r, msg, &bad);
+    json_t *f = reply_fields(st, r, msg, &bad);
     if (bad) {
         rt_warn(rt_who(st->self), "unexpected or undecodable reply type %" PRIu32
                 " for request %" PRIu64, msg->type, msg->corr);
@@ -277,17 +291,10 @@ rate_ok(socket_state *st, sk_conn *c)
     return true;
 }
 
-/* Asks fanout for r's subscription; j waits for it. */
+/* Asks fanout for r's subscription (r->sub becomes pending). */
 static void
-join_subscribe(socket_state *st, sk_room *r, sk_req *j)
+subscribe(socket_state *st, sk_room *r)
 {
-    if (!rt_grow((void **)&r->waiting, &r->waiting_cap, r->nwaiting + 1, sizeof(*r->waiting))) {
-        fail_req(st, j, SIO_E_UNAVAILABLE, "out of memory");
-        return;
-    }
-    r->waiting[r->nwaiting++] = j;
-    if (r->sub == SK_SUB_PENDING)
-        return;
     sk_req *sub = req_new(st, SK_REQ_SUBSCRIBE, NULL, false, 0);
     if (!sub) {
         sub_done(st, r, false);
@@ -298,6 +305,69 @@ join_subscribe(socket_state *st, sk_room *r, sk_req *j)
     r->sub = SK_SUB_PENDING;
     if (sk_ask_room(st, CHATD_T_SUBSCRIBE, sub->corr, r->name, r->name_len) != RT_OK)
         fail_req(st, sub, SIO_E_UNAVAILABLE, "live delivery is unavailable");
+}
+
+/* Asks fanout for r's subscription; j waits for it. */
+static void
+join_subscribe(socket_state *st, sk_room *r, sk_req *j)
+{
+    if (!rt_grow((void **)&r->waiting, &r->waiting_cap, r->nwaiting + 1, sizeof(*r->waiting))) {
+        fail_req(st, j, SIO_E_UNAVAILABLE, "out of memory");
+        return;
+    }
+    r->waiting[r->nwaiting++] = j;
+    if (r->sub != SK_SUB_PENDING)
+        subscribe(st, r);
+}
+
+void
+sk_resubscribe(socket_state *st, sk_room *r)
+{
+    r->catch_up = true;
+    subscribe(st, r);
+}
+
+/* Asks the store for r's messages that no member can have had: past the
+ * last one delivered live and past the last one a join here answered with
+ * (a join since, for no client), to deliver them as if live. Messages below
+ * the second a member may lack are not fetched: members that see a gap in
+ * live seqs fill it with join since. */
+static void
+catch_up(socket_state *st, sk_room *r)
+{
+    sk_req *q = req_new(st, SK_REQ_CATCHUP, NULL, false, 0);
+    if (!q)
+        return;                 /* the next live message shows the gap */
+    memcpy(q->room_name, r->name, r->name_len);
+    q->room_len = r->name_len;
+    q->has_since = true;
+    q->since = r->live_seq > r->join_seq ? r->live_seq : r->join_seq;
+    join_ask_store(st, q);
+}
+
+/* The store's answer to a catch-up: the missed messages go to the room's
+ * members (those at or below its live seq by now are dropped there), then
+ * the next page if there is more. */
+static void
+catch_up_reply(socket_state *st, sk_req *q, const proto_env *msg)
+{
+    proto_join_reply jr;
+    sk_room *r = sk_room_get(st, q->room_name, q->room_len, false);
+    if (proto_join_reply_decode(msg->payload, msg->payload_len, &jr) != PROTO_OK) {
+        rt_warn(rt_who(st->self), "undecodable catch-up of %.*s", (int)q->room_len, q->room_name);
+        req_free(st, q);
+        return;
+    }
+    req_free(st, q);
+    if (r) {
+        for (size_t i = 0; i < jr.count; i++)
+            sk_room_deliver(st, r, &jr.missed[i]);
+        rt_info(rt_who(st->self), "%.*s: %zu missed while resubscribing, delivered",
+                (int)r->name_len, r->name, jr.count);
+        if (jr.more && r->nmembers)
+            catch_up(st, r);
+    }
+    proto_join_reply_free(&jr);
 }
 
 static void

@@ -142,7 +142,10 @@ sk_member_remove(socket_state *st, sk_conn *c, sk_room *r)
 }
 
 /* A stored message from fanout: to every local member of its room, as one
- * frame they all share. */
+ * frame they all share. One at or below the room's live seq is dropped: it
+ * was delivered already (published again after a redelivery: the store
+ * publishes at least once) or it comes after a later one, which its members
+ * saw as a gap and filled with join since. */
 void
 sk_on_live_message(socket_state *st, const proto_env *msg)
 {
@@ -152,14 +155,26 @@ sk_on_live_message(socket_state *st, const proto_env *msg)
         return;
     }
     sk_room *r = sk_room_get(st, m.room, m.room_len, false);
-    if (r && r->nmembers) {
-        sio_message sm = { m.room, m.room_len, m.seq, m.id, m.id_len, m.user, m.user_len,
-                           m.text, m.text_len, (int64_t)m.ts };
-        if (sio_encode_message(&st->out, &sm) == PROTO_OK)
-            rt_metric_add(st->m.delivered, (double)sk_broadcast_out(st, r, NULL));
-        proto_mp_buf_reset(&st->out);
-    }
+    if (r)
+        sk_room_deliver(st, r, &m);
     proto_msg_free(&m);
+}
+
+void
+sk_room_deliver(socket_state *st, sk_room *r, const proto_msg *m)
+{
+    if (m->seq <= r->live_seq) {
+        rt_metric_add(st->m.live_stale, 1);
+        return;
+    }
+    if (!r->nmembers)
+        return;
+    r->live_seq = m->seq;
+    sio_message sm = { m->room, m->room_len, m->seq, m->id, m->id_len, m->user, m->user_len,
+                       m->text, m->text_len, (int64_t)m->ts };
+    if (sio_encode_message(&st->out, &sm) == PROTO_OK)
+        rt_metric_add(st->m.delivered, (double)sk_broadcast_out(st, r, NULL));
+    proto_mp_buf_reset(&st->out);
 }
 
 /* A typing event from fanout (from any node, this one included): to every
@@ -194,7 +209,7 @@ sk_on_fanout_up(socket_state *st)
             presence_send(st, CHATD_T_PRESENCE_ADD, r, r->users[i].user,
                           strlen(r->users[i].user));
         if (r->sub == SK_SUB_LIVE)
-            sk_ask_room(st, CHATD_T_SUBSCRIBE, 0, r->name, r->name_len);
+            sk_resubscribe(st, r);
     }
 }
 

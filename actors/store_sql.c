@@ -101,6 +101,14 @@ static const char BATCH_SQL[] =
     "SELECT o_ord, o_seq FROM chatd_store_batch($1::text[], $2::text[], $3::text[], "
     "$4::bytea[], $5::bigint[])";
 
+/* The stored seq, body and ts of messages given by (room, id, user), with the
+ * ordinal each had in its batch; in publishing order: by room, then seq. */
+static const char STORED_SQL[] =
+    "SELECT x.ord, m.seq, m.body, m.ts "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS x(room, id, user_name, ord) "
+    "JOIN messages m ON m.room = x.room AND m.user_name = x.user_name AND m.id = x.id "
+    "ORDER BY m.room, m.seq";
+
 /* One row at least (the room's last seq), then the missed messages if any. */
 static const char JOIN_SQL[] =
     "SELECT r.last_seq, m.seq, m.id, m.user_name, m.body, m.ts "
@@ -141,6 +149,27 @@ store_query_batch(store_query *q, const proto_batch *b)
         ok &= (q->values[k] = pg_array_end(&a[k])) != NULL;
     q->sql = BATCH_SQL;
     q->nparams = 5;
+    return ok;
+}
+
+bool
+store_query_stored(store_query *q, const proto_batch *b, const size_t *ords, size_t n)
+{
+    pg_array *a = q->arrays;
+    for (int k = 0; k < 4; k++)
+        pg_array_begin(&a[k]);
+    for (size_t i = 0; i < n; i++) {
+        const proto_msg *m = &b->msgs[ords[i] - 1];
+        pg_array_add_text(&a[0], m->room, m->room_len);
+        pg_array_add_text(&a[1], m->id, m->id_len);
+        pg_array_add_text(&a[2], m->user, m->user_len);
+        pg_array_add_int64(&a[3], (int64_t)ords[i]);
+    }
+    bool ok = true;
+    for (int k = 0; k < 4; k++)
+        ok &= (q->values[k] = pg_array_end(&a[k])) != NULL;
+    q->sql = STORED_SQL;
+    q->nparams = 4;
     return ok;
 }
 
@@ -213,6 +242,49 @@ store_read_batch(const PGresult *r, proto_batch *b, proto_msg *fresh, size_t *ba
         }
         b->msgs[ord - 1].seq = (uint64_t)seq;
         fresh[n++] = b->msgs[ord - 1];
+    }
+    return n;
+}
+
+/* True when fresh[0..n) holds a message of room m's room with m's seq. */
+static bool
+among(const proto_msg *fresh, size_t n, const proto_msg *m)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fresh[i].seq == m->seq && fresh[i].room_len == m->room_len &&
+            memcmp(fresh[i].room, m->room, m->room_len) == 0)
+            return true;
+    return false;
+}
+
+size_t
+store_read_stored(const PGresult *r, const proto_batch *b, const proto_msg *fresh,
+                  size_t nfresh, proto_msg *out, size_t *bad)
+{
+    int rows = r ? PQntuples(r) : 0;
+    size_t n = 0;
+    *bad = 0;
+    for (int i = 0; i < rows; i++) {
+        int64_t ord, seq, ts;
+        if (!pg_col_i64(r, i, 0, &ord) || !pg_col_i64(r, i, 1, &seq) ||
+            !pg_col_i64(r, i, 3, &ts) || ord < 1 || (uint64_t)ord > b->count || seq < 1 ||
+            ts < 0 || PQgetisnull(r, i, 2)) {
+            (*bad)++;
+            continue;
+        }
+        proto_msg m = b->msgs[ord - 1];
+        m.seq = (uint64_t)seq;
+        m.ts = (uint64_t)ts;
+        m.text = PQgetvalue(r, i, 2);
+        m.text_len = (size_t)PQgetlength(r, i, 2);
+        /* the same message twice in the batch: once is enough. Rows are by
+         * room and seq, so a repeat follows its first. The O(n * fresh)
+         * search runs only for batches that held a message stored before. */
+        if ((n && out[n - 1].seq == m.seq && out[n - 1].room_len == m.room_len &&
+             memcmp(out[n - 1].room, m.room, m.room_len) == 0) ||
+            among(fresh, nfresh, &m))
+            continue;
+        out[n++] = m;
     }
     return n;
 }

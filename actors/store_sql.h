@@ -34,6 +34,12 @@ typedef struct store_query {
  * batch as five arrays. Returns false when out of memory. */
 bool store_query_batch(store_query *q, const proto_batch *b);
 
+/* Fills q for looking up the messages of b at the 1-based ordinals
+ * ords[0..n) that chatd_store_batch did not store anew (stored before, by an
+ * earlier delivery of the same records, or twice in b). Returns false when
+ * out of memory. */
+bool store_query_stored(store_query *q, const proto_batch *b, const size_t *ords, size_t n);
+
 /* Fills q for a join: the room's last seq, then (when r->has_since) up to
  * PROTO_JOIN_MISSED_MAX + 1 messages after r->since. */
 void store_query_join(store_query *q, const proto_join_req *r);
@@ -51,6 +57,16 @@ void store_query_free(store_query *q);
  * *bad counts rows that made no sense (skipped).
  */
 size_t store_read_batch(const PGresult *r, proto_batch *b, proto_msg *fresh, size_t *bad);
+
+/*
+ * Reads the rows of store_query_stored into out (PQntuples(r) entries): each
+ * a shallow copy of its batch message with the stored seq, ts and text, the
+ * text pointing into r (valid while r is). Skips a message already among
+ * fresh[0..nfresh) (stored anew by this batch) or already in out. Returns how
+ * many; *bad counts rows that made no sense.
+ */
+size_t store_read_stored(const PGresult *r, const proto_batch *b, const proto_msg *fresh,
+                         size_t nfresh, proto_msg *out, size_t *bad);
 
 /* Builds a join reply from the join query's rows. Returns false on bad rows
  * or out of memory (rep is then still safe to free). */

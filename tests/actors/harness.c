@@ -11,6 +11,8 @@ typedef struct stub_box {
     char name[32];
     stub_msg q[STUB_QUEUE];
     size_t head, len;
+    uint32_t answer_type;       /* stub_answer */
+    proto_ack_code answer_code;
 } stub_box;
 
 static stub_box boxes[STUB_MAX];
@@ -62,7 +64,17 @@ stub_handle(rt_actor *self, const proto_env *m)
     assert_non_null(s->payload);
     if (m->payload_len)
         memcpy(s->payload, m->payload, m->payload_len);
+    if (b->answer_type && m->type == b->answer_type)
+        chatd_reply_ack(self, m->from, m->corr, b->answer_code, "stub says no");
     return RT_OK;
+}
+
+void
+stub_answer(const char *name, uint32_t type, proto_ack_code code)
+{
+    stub_box *b = box_for(name, true);
+    b->answer_type = type;
+    b->answer_code = code;
 }
 
 static const rt_actor_spec stub_spec = {

@@ -32,6 +32,12 @@ void harness_config(chatd_config *cfg, const char *needs);
 /* Spawns a stub registered under name. */
 rt_id stub_spawn(rt_runtime *rt, const char *name);
 
+/* From now on the stub registered under name answers every message of type
+ * with PROTO_T_ACK (same corr): ok when code is PROTO_ACK_NONE, else not ok
+ * with that code; it still keeps the message. type 0 stops answering. (A
+ * fanout confirms each stored batch it published: the store waits for it.) */
+void stub_answer(const char *name, uint32_t type, proto_ack_code code);
+
 /* Runs the loop until the stub registered under name (alive or not) has
  * received a message of type (0: any) not yet taken, or timeout_ms passes.
  * Returns true and fills *out (free with stub_msg_free) when one came. */

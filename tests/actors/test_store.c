@@ -105,13 +105,14 @@ store_ok(rt_runtime *rt, const char *to, uint64_t corr, const proto_msg *ms, siz
                  ack.msg);
 }
 
-/* The next batch published to fanout (must come within ms). */
+/* The next batch published to fanout (must come within ms). Its corr is
+ * the store's own (the fanout's confirmation names it), never 0. */
 static void
-wait_fanout(rt_runtime *rt, uint64_t corr, proto_batch *out)
+wait_fanout(rt_runtime *rt, proto_batch *out)
 {
     stub_msg m;
     assert_true(stub_wait(rt, "fanout", PROTO_T_MESSAGE_BATCH, &m, 5000));
-    assert_int_equal(m.corr, corr);
+    assert_true(m.corr != 0);
     assert_int_equal(proto_batch_decode(m.payload, m.len, out), PROTO_OK);
     stub_msg_free(&m);
 }
@@ -176,6 +177,7 @@ open_with_store(void)
     stub_spawn(rt, "consumer");
     stub_spawn(rt, "socket");
     stub_spawn(rt, "fanout");
+    stub_answer("fanout", PROTO_T_MESSAGE_BATCH, PROTO_ACK_NONE);
     assert_true(rt_spawn(rt, 0, &chatd_store_spec, &cfg, CHATD_STORE, NULL) != 0);
     return rt;
 }
@@ -264,7 +266,7 @@ test_batch_dense_seqs(void **state)
     proto_msg *a = make_msgs(room, "a", 1, 5, "alice");
     store_ok(rt, CHATD_STORE, 1, a, 5);
     proto_batch out;
-    wait_fanout(rt, 1, &out);
+    wait_fanout(rt, &out);
     assert_int_equal(out.count, 5);
     expect_seqs(out.msgs, 5, 1);
     for (size_t i = 0; i < 5; i++) {
@@ -275,7 +277,7 @@ test_batch_dense_seqs(void **state)
 
     proto_msg *b = make_msgs(room, "b", 1, 3, "bob");
     store_ok(rt, CHATD_STORE, 2, b, 3);
-    wait_fanout(rt, 2, &out);
+    wait_fanout(rt, &out);
     assert_int_equal(out.count, 3);
     expect_seqs(out.msgs, 3, 6);
     proto_batch_free(&out);
@@ -287,9 +289,10 @@ test_batch_dense_seqs(void **state)
     close_rt(rt);
 }
 
-/* A batch sent again stores nothing and publishes nothing, yet acks ok; a
- * duplicate keeps its first text; a duplicate inside one batch is stored
- * once. */
+/* A batch sent again stores nothing, acks ok and publishes its messages
+ * again with their stored seq and text (the first delivery's publish may have
+ * been lost with its node); a duplicate keeps its first text; a duplicate
+ * inside one batch is stored and published once. */
 static void
 test_resend_is_idempotent(void **state)
 {
@@ -300,10 +303,21 @@ test_resend_is_idempotent(void **state)
     proto_msg *a = make_msgs(room, "m", 1, 4, "alice");
     store_ok(rt, CHATD_STORE, 1, a, 4);
     proto_batch out;
-    wait_fanout(rt, 1, &out);
+    wait_fanout(rt, &out);
     proto_batch_free(&out);
 
+    double republished = rt_metric_value(rt, "chatd_messages_republished_total", NULL);
     store_ok(rt, CHATD_STORE, 2, a, 4);
+    wait_fanout(rt, &out);
+    assert_int_equal(out.count, 4);
+    expect_seqs(out.msgs, 4, 1);
+    for (size_t i = 0; i < 4; i++) {
+        a[i].seq = i + 1;
+        assert_true(proto_msg_equal(&out.msgs[i], &a[i]));
+    }
+    proto_batch_free(&out);
+    assert_int_equal(rt_metric_value(rt, "chatd_messages_republished_total", NULL) - republished,
+                     4);
     rt_test_run_for(rt, 100);
     assert_int_equal(stub_pending("fanout"), 0);
     expect_dense(room, 4);
@@ -316,13 +330,16 @@ test_resend_is_idempotent(void **state)
     set_msg(&mix[2], room, "m5", "alice", "five again");
     set_msg(&mix[3], room, "m2", "bob", "bob's m2");
     store_ok(rt, CHATD_STORE, 3, mix, 4);
-    wait_fanout(rt, 3, &out);
-    assert_int_equal(out.count, 2);
-    assert_string_equal(out.msgs[0].id, "m5");
-    assert_string_equal(out.msgs[0].text, "five");
-    assert_int_equal(out.msgs[0].seq, 5);
-    assert_string_equal(out.msgs[1].user, "bob");
-    assert_int_equal(out.msgs[1].seq, 6);
+    wait_fanout(rt, &out);
+    assert_int_equal(out.count, 3);
+    assert_string_equal(out.msgs[0].id, "m2");          /* stored before: first */
+    assert_string_equal(out.msgs[0].text, a[1].text);  /* as stored */
+    assert_int_equal(out.msgs[0].seq, 2);
+    assert_string_equal(out.msgs[1].id, "m5");
+    assert_string_equal(out.msgs[1].text, "five");
+    assert_int_equal(out.msgs[1].seq, 5);
+    assert_string_equal(out.msgs[2].user, "bob");
+    assert_int_equal(out.msgs[2].seq, 6);
     proto_batch_free(&out);
     expect_dense(room, 6);
 
@@ -357,7 +374,7 @@ test_mixed_rooms(void **state)
     }
     store_ok(rt, CHATD_STORE, 7, ms, 6);
     proto_batch out;
-    wait_fanout(rt, 7, &out);
+    wait_fanout(rt, &out);
     assert_int_equal(out.count, 6);
     for (size_t i = 0; i < 6; i++) {
         assert_string_equal(out.msgs[i].room, rooms[i]);
@@ -439,8 +456,9 @@ test_two_stores_concurrent(void **state)
 }
 
 /* The same batches sent to two stores at once (a consumer-group rebalance
- * can do that): each message is stored and published exactly once, and the
- * second writer to get the room's lock sees the first one's rows. */
+ * can do that): each message is stored once, and the second writer to get
+ * the room's lock sees the first one's rows: it publishes them again with the
+ * same seq, so every message is published exactly twice, once by each. */
 static void
 test_two_stores_same_batches(void **state)
 {
@@ -468,16 +486,24 @@ test_two_stores_same_batches(void **state)
         stub_msg_free(&m);
     }
     size_t published = 0;
+    static unsigned times[NB * PER + 1];
+    memset(times, 0, sizeof(times));
     while (stub_pending("fanout")) {
         proto_batch out;
         stub_msg m;
         assert_true(stub_wait(rt, "fanout", PROTO_T_MESSAGE_BATCH, &m, 1000));
         assert_int_equal(proto_batch_decode(m.payload, m.len, &out), PROTO_OK);
+        for (size_t i = 0; i < out.count; i++) {
+            assert_true(out.msgs[i].seq >= 1 && out.msgs[i].seq <= NB * PER);
+            times[out.msgs[i].seq]++;
+        }
         published += out.count;
         proto_batch_free(&out);
         stub_msg_free(&m);
     }
-    assert_int_equal(published, NB * PER);
+    assert_int_equal(published, 2 * NB * PER);
+    for (unsigned q = 1; q <= NB * PER; q++)
+        assert_int_equal(times[q], 2);
     expect_dense(room, NB * PER);
     close_rt(rt);
 }
@@ -580,6 +606,60 @@ test_history(void **state)
     close_rt(rt);
 }
 
+/* The consumer is answered only once the fanout confirmed the publish: a
+ * fanout that refuses gets the batch answered unavailable (committed, not
+ * yet published), one that stays silent too, after the request timeout, and
+ * one that is gone at once; the consumer's retry then stores nothing and
+ * publishes the same messages with the same seqs. */
+static void
+test_publish_confirmed(void **state)
+{
+    (void)state;
+    int saved = cfg.request_timeout_ms;
+    cfg.request_timeout_ms = 300;
+    rt_runtime *rt = open_with_store();
+    char room[64];
+    fresh_room(room, sizeof(room), "confirm");
+    proto_msg *a = make_msgs(room, "c", 1, 3, "ivan");
+    proto_batch out;
+    proto_ack ack;
+
+    stub_answer("fanout", PROTO_T_MESSAGE_BATCH, PROTO_ACK_UNAVAILABLE);
+    send_batch(rt, CHATD_STORE, 1, a, 3);
+    assert_false(wait_ack(rt, 1, &ack, 10000));
+    assert_int_equal(ack.code, PROTO_ACK_UNAVAILABLE);
+    wait_fanout(rt, &out);
+    expect_seqs(out.msgs, 3, 1);
+    proto_batch_free(&out);
+    expect_dense(room, 3);
+
+    stub_answer("fanout", 0, PROTO_ACK_NONE);             /* silent */
+    double t0 = rt_now_ms(rt);
+    send_batch(rt, CHATD_STORE, 1, a, 3);
+    assert_false(wait_ack(rt, 1, &ack, 10000));
+    assert_string_equal(ack.msg, "publish not confirmed");
+    assert_true(rt_now_ms(rt) - t0 >= 300 - 20);
+    wait_fanout(rt, &out);
+    expect_seqs(out.msgs, 3, 1);
+    proto_batch_free(&out);
+
+    stub_answer("fanout", PROTO_T_MESSAGE_BATCH, PROTO_ACK_NONE);
+    store_ok(rt, CHATD_STORE, 1, a, 3);
+    wait_fanout(rt, &out);
+    expect_seqs(out.msgs, 3, 1);
+    proto_batch_free(&out);
+    expect_dense(room, 3);
+
+    rt_kill(rt, rt_whereis(rt, "fanout"), RT_EXIT_KILLED, "test");
+    rt_test_run_for(rt, 20);
+    send_batch(rt, CHATD_STORE, 2, a, 3);
+    assert_false(wait_ack(rt, 2, &ack, 10000));
+    assert_string_equal(ack.msg, "fanout unavailable");
+    close_rt(rt);
+    free_msgs(a, 3);
+    cfg.request_timeout_ms = saved;
+}
+
 /* Requests sent before the connection is up wait and are served after. */
 static void
 test_request_before_connect(void **state)
@@ -593,7 +673,7 @@ test_request_before_connect(void **state)
     assert_int_equal(rt_metric_value(rt, "chatd_backend_up", "backend=\"postgres\""), 0);
     assert_true(wait_ack(rt, 11, NULL, 10000));
     proto_batch out;
-    wait_fanout(rt, 11, &out);
+    wait_fanout(rt, &out);
     expect_seqs(out.msgs, 3, 1);
     proto_batch_free(&out);
     free_msgs(a, 3);
@@ -653,6 +733,7 @@ test_postgres_restart(void **state)
     stub_spawn(rt, "consumer");
     stub_spawn(rt, "socket");
     stub_spawn(rt, "fanout");
+    stub_answer("fanout", PROTO_T_MESSAGE_BATCH, PROTO_ACK_NONE);
     assert_true(rt_sup_start(rt, 0, &store_sup, "sup", NULL) != 0);
     char room[64];
     fresh_room(room, sizeof(room), "restart");
@@ -709,15 +790,20 @@ test_malformed(void **state)
     rt_runtime *rt = open_with_store();
     rt_id id = rt_whereis(rt, CHATD_STORE);
     const uint8_t junk[] = { 0xc1, 0x00, 0x13 };
-    const uint32_t types[] = { PROTO_T_MESSAGE_BATCH, PROTO_T_JOIN_REQ, PROTO_T_HISTORY_REQ,
-                               PROTO_T_ACK };
-    for (size_t t = 0; t < 4; t++) {
+    const uint32_t types[] = { PROTO_T_MESSAGE_BATCH, PROTO_T_JOIN_REQ, PROTO_T_HISTORY_REQ };
+    for (size_t t = 0; t < 3; t++) {
         assert_int_equal(send_raw(rt, "consumer", CHATD_STORE, types[t], 90 + t, junk,
                                   sizeof(junk)), RT_OK);
         proto_ack ack;
         assert_false(wait_ack(rt, 90 + t, &ack, 5000));
         assert_int_equal(ack.code, PROTO_ACK_BAD_REQUEST);
     }
+    /* an ack is a fanout's confirmation: one naming no publish of ours (or
+     * junk) is dropped, never answered (an ack for an ack could loop) */
+    assert_int_equal(send_raw(rt, "consumer", CHATD_STORE, PROTO_T_ACK, 93, junk, sizeof(junk)),
+                     RT_OK);
+    rt_test_run_for(rt, 200);
+    assert_int_equal(stub_pending("consumer"), 0);
     /* a well-formed map that is not a batch */
     uint8_t mem[64];
     proto_mp_buf buf;
@@ -845,6 +931,7 @@ main(void)
         cmocka_unit_test(test_two_stores_same_batches),
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_history),
+        cmocka_unit_test(test_publish_confirmed),
         cmocka_unit_test(test_request_before_connect),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_connect_failure_crashes),

@@ -100,3 +100,10 @@ ctx.it('PostgreSQL hung (SIGSTOP) for 5 s: history answered unavailable in time,
     assert.match(r.log, /PostgreSQL did not answer a query within 3000 ms/, 'the store names the hung query');
     assert.ok(r.restarts >= 1, `the store was restarted: ${r.restarts}`);
 });
+
+ctx.it('Redis hung (SIGSTOP) for 5 s: requests answered in time, live delivery resumes with nothing lost', { timeout: slow(120000) }, async (t, c) => {
+    const r = await underHang(c, t, 'redis', 5000);
+    assert.ok(r.slowest <= REQUEST_TIMEOUT + 1000, `an answer took ${r.slowest} ms, request timeout ${REQUEST_TIMEOUT}`);
+    assert.ok(r.codes['message ok'] >= 1, 'messages are still accepted');
+    assert.ok(r.restarts >= 1, `the fanout was restarted by its reply deadline: ${r.restarts}`);
+});
