@@ -203,8 +203,8 @@ export class Node {
             '--host', '127.0.0.1', '--port', String(this.port), '--node-id', this.id,
             '--kafka-brokers', c.services.env.CHATD_KAFKA_BROKERS,
             '--kafka-topic', c.topic,
-            '--kafka-option', 'session.timeout.ms=6000',
-            '--kafka-option', 'fetch.wait.max.ms=10',
+            // the test clients' librdkafka tuning, from scripts/services.sh
+            ...c.services.env.CHATD_KAFKA_OPTIONS.split(',').flatMap((o) => ['--kafka-option', o]),
             '--redis-url', c.services.env.CHATD_REDIS_URL,
             '--pg-dsn', c.services.env.CHATD_PG_DSN,
             '--log-level', process.env.CHATD_IT_LOG_LEVEL || 'info',

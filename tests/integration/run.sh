@@ -19,11 +19,8 @@ root="$(cd "$here/../.." && pwd)"
 cd "$here"
 
 command -v node >/dev/null || { echo "run.sh: node (>= 20) not found" >&2; exit 2; }
-stamp=node_modules/.package-lock.json
-if [[ ! -f $stamp ]] || ! cmp -s <(node -e 'const l=require("./package-lock.json");console.log(JSON.stringify(Object.keys(l.packages).filter(Boolean).sort().map(k=>[k,l.packages[k].version])))') \
-    <(node -e 'const l=require("./'$stamp'");console.log(JSON.stringify(Object.keys(l.packages).filter(Boolean).sort().map(k=>[k,l.packages[k].version])))'); then
-    npm ci --no-audit --no-fund --loglevel=error
-fi
+. "$root/scripts/lib/npm.sh"
+npm_ci_if_stale "$here"
 
 mode=${CHATD_BUILD:-debug}
 for f in "$root/build/$mode/actors/chatd" "$root/build/$mode/deploy/mockbroker/chatd-kafka-probe"; do
