@@ -11,7 +11,6 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { io } from 'socket.io-client';
 import { Cluster, ROOT, sleep, until as untilMs } from '../../tests/integration/cluster.mjs';
-import { kill9, restart } from '../../tests/integration/cluster_ops.mjs';
 
 // this file's waits default to 15 s
 const until = (what, fn, timeoutMs = 15000, stepMs = 50) => untilMs(what, fn, timeoutMs, stepMs);
@@ -239,7 +238,7 @@ test('scrolling up loads 300 messages of history, in order', async () => {
 test('a node restart: the page recovers every missed message, no duplicates', async () => {
     // bob is on node1, alice on node0, both in #e2e
     const before = await shown(bob);
-    await kill9(cluster.nodes[1]);
+    await cluster.nodes[1].kill();
     await bob.locator('#status').filter({ hasText: /reconnecting|unavailable/ }).waitFor();
 
     // bob writes while his node is down: the message fails, with a retry button
@@ -259,7 +258,7 @@ test('a node restart: the page recovers every missed message, no duplicates', as
     s.disconnect();
     await until('alice has all', async () => (await shown(alice)).length === before.length + missed.length + more.length, 20000);
 
-    await restart(cluster.nodes[1]);
+    await cluster.nodes[1].restart();
     await bob.locator('#status').waitFor({ state: 'hidden', timeout: 30000 });
     await until('bob caught up', async () => (await shown(bob)).length === before.length + missed.length + more.length, 20000);
 
