@@ -30,7 +30,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=../../scripts/services.sh
 source "$ROOT/scripts/services.sh"
 services_cleanup_on_exit
-export CHATD_KAFKA_OPTIONS=$SERVICES_TEST_KAFKA_OPTIONS
+# for the replies only: the services started here need not see it
+CHATD_KAFKA_OPTIONS=$SERVICES_TEST_KAFKA_OPTIONS
 
 _json_str() {
     local s=$1
