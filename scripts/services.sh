@@ -38,6 +38,20 @@
 #   SERVICES_KAFKA_LIB    where the broker's jars are cached (default
 #                         build/kafka/lib; resolved from deploy/kafka/pom.xml)
 #   SERVICES_KAFKA_HEAP   the broker's -Xmx (default 512m)
+#   SERVICES_KAFKA_OPTIONS, SERVICES_MOCK_KAFKA_OPTIONS, SERVICES_TEST_KAFKA_OPTIONS
+#                         librdkafka tuning of the clients of these brokers (below)
+#
+# The clients' tuning, the one place that sets it: chatd's defaults are
+# librdkafka's, right for a production cluster; a client of a broker started here
+# gets these comma-separated librdkafka properties (as CHATD_KAFKA_OPTIONS or one
+# --kafka-option each). scripts/run, scripts/test (the actor tests),
+# tests/integration/services-wrapper.sh (the integration and web tests) take them
+# from here.
+#   SERVICES_KAFKA_OPTIONS       the real broker (scripts/run): a killed node's
+#                                partitions move after 6 s, not librdkafka's 45 s
+#   SERVICES_MOCK_KAFKA_OPTIONS  the mock stand-in (scripts/run --kafka mock): its
+#                                group joins and empty fetches are slow unless tuned
+#   SERVICES_TEST_KAFKA_OPTIONS  every test, whichever broker it runs on
 
 if [[ -n "${_CHATD_SERVICES_SH:-}" ]]; then
     return 0
@@ -51,6 +65,9 @@ _SERVICES_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${SERVICES_PG_USER:=postgres}"
 : "${SERVICES_KAFKA_LIB:=$_SERVICES_ROOT/build/kafka/lib}"
 : "${SERVICES_KAFKA_HEAP:=512m}"
+: "${SERVICES_KAFKA_OPTIONS:=session.timeout.ms=6000}"
+: "${SERVICES_MOCK_KAFKA_OPTIONS:=session.timeout.ms=6000,fetch.wait.max.ms=10}"
+: "${SERVICES_TEST_KAFKA_OPTIONS:=session.timeout.ms=6000,fetch.wait.max.ms=10}"
 
 # ---- helpers -----------------------------------------------------------------
 

@@ -1,12 +1,17 @@
 // tests/integration/cluster.mjs: the harness of the integration tests.
 //
+// The one harness of the JavaScript tests (tests/integration/*.test.mjs and the
+// web page's web/test/e2e.test.mjs, which imports it from here; its packages
+// resolve from tests/integration/node_modules).
+//
 // One Cluster per test file: the backing services (PostgreSQL, Redis, a real
 // Apache Kafka broker, or the mock stand-in with `broker: 'mock'`, with a topic of
-// an explicit partition count) started once
-// through scripts/services.sh (services-wrapper.sh), then N chatd nodes on free
-// ports, each with its own --node-id and a log file in a temp dir. Everything is
-// stopped at the end of the file (nodes by SIGTERM, checked to exit 0), and the
-// temp dirs removed, whether the tests passed or not.
+// an explicit partition count) started once through scripts/services.sh
+// (services-wrapper.sh; c.services.cmd('kill_kafka') and the like control them),
+// then N chatd nodes on free ports, each with its own --node-id and a log file in
+// a temp dir; a Node starts, stops (SIGTERM), kills and restarts (same port,
+// same flags). Everything is stopped at the end of the file (nodes by SIGTERM,
+// checked to exit 0), and the temp dirs removed, whether the tests passed or not.
 //
 //   import { useCluster, it, connect, emitAck, waitFor } from './cluster.mjs';
 //   const ctx = useCluster({ nodes: 2, partitions: 4, args: ['--rate', '1000'] });
@@ -192,6 +197,7 @@ export class Node {
         this.args = args;
         this.url = `http://127.0.0.1:${port}`;
         this.log = path.join(cluster.dir, `${id}.log`);
+        this._portPromise = null; // Cluster.addNode: the port is picked, then start()
     }
 
     start() {
@@ -203,8 +209,8 @@ export class Node {
             '--host', '127.0.0.1', '--port', String(this.port), '--node-id', this.id,
             '--kafka-brokers', c.services.env.CHATD_KAFKA_BROKERS,
             '--kafka-topic', c.topic,
-            '--kafka-option', 'session.timeout.ms=6000',
-            '--kafka-option', 'fetch.wait.max.ms=10',
+            // the test clients' librdkafka tuning, from scripts/services.sh
+            ...c.services.env.CHATD_KAFKA_OPTIONS.split(',').flatMap((o) => ['--kafka-option', o]),
             '--redis-url', c.services.env.CHATD_REDIS_URL,
             '--pg-dsn', c.services.env.CHATD_PG_DSN,
             '--log-level', process.env.CHATD_IT_LOG_LEVEL || 'info',
@@ -230,6 +236,7 @@ export class Node {
     // when, after that long, the only backend /readyz names is kafka (a node
     // that learns Kafka is up only from traffic; the caller sends some).
     async waitReady(timeoutMs = slow(60000), onlyKafkaAfterMs = 0) {
+        await this._portPromise;
         const start = Date.now();
         const deadline = start + timeoutMs;
         for (;;) {
@@ -253,6 +260,7 @@ export class Node {
 
     // SIGTERM, wait; returns {code, signal}. Never leaves the process running.
     async stop(timeoutMs = slow(30000)) {
+        await this._portPromise;
         if (this.exitInfo) return this.exitInfo;
         this.proc.kill('SIGTERM');
         const r = await within(this.exit, timeoutMs);
@@ -260,6 +268,48 @@ export class Node {
         this.proc.kill('SIGKILL');
         await this.exit;
         return { code: null, signal: 'SIGKILL', timedOut: true };
+    }
+
+    // SIGKILL (or `signal`), wait for the exit; returns {code, signal}.
+    async kill(signal = 'SIGKILL') {
+        await this._portPromise;
+        if (!this.running) return this.exitInfo;
+        this.proc.kill(signal);
+        return this.exit;
+    }
+
+    // Starts a node that exited again: same port, same id, same flags. Waits until
+    // it is ready: /readyz 200 for a node with an HTTP port, else until its log
+    // shows `readyLog` (default: its consumer was assigned partitions).
+    async restart({ wait = true, readyLog = null, timeoutMs = slow(60000) } = {}) {
+        await this._portPromise;
+        if (this.running) throw new Error(`${this.id} is still running`);
+        const from = this.logSize();
+        this.exitInfo = undefined; // waitReady refuses to wait on a node that exited
+        this.start();
+        if (!wait) return this;
+        if (readyLog || !this.hasHttp) {
+            await this.waitLog(readyLog || /rebalance: assigned/, from, timeoutMs);
+        } else {
+            await this.waitReady(timeoutMs);
+        }
+        return this;
+    }
+
+    // Whether the node serves HTTP (its roles include socket).
+    get hasHttp() {
+        const i = this.args.indexOf('--roles');
+        return i < 0 || this.args[i + 1].split(',').includes('socket') || this.args[i + 1] === 'all';
+    }
+
+    // Resolves with the first log line (after byte offset `from`) matching re.
+    waitLog(re, from = 0, timeoutMs = slow(30000)) {
+        return until(`${this.id} log ${re}`, () => {
+            if (this.exitInfo) throw new Error(`${this.id} exited ${JSON.stringify(this.exitInfo)}`);
+            let text = '';
+            try { text = fs.readFileSync(this.log, 'utf8').slice(from); } catch { return null; }
+            return text.split('\n').find((l) => re.test(l)) || null;
+        }, timeoutMs, 100);
     }
 
     logSize() {
@@ -356,8 +406,6 @@ export class Cluster {
             nd.url = `http://127.0.0.1:${p}`;
             nd.start();
         });
-        const origWait = nd.waitReady.bind(nd);
-        nd.waitReady = async (...a) => { await nd._portPromise; return origWait(...a); };
         return nd;
     }
 

@@ -1,14 +1,15 @@
-// tests/integration/cluster_ops.mjs: node operations the cluster tests need on top
-// of cluster.mjs (which this module only imports from, never changes):
+// tests/integration/cluster_ops.mjs: what the cluster tests need on top of
+// cluster.mjs:
 //
-//   kill9(nd)                 SIGKILL, wait for the exit
+//   kill9(nd)                 SIGKILL, wait for the exit (Node.kill)
 //   terminate(nd)             SIGTERM, wait; {code, signal} (Node.stop)
 //   restart(nd)               start the same node again on the same port and
 //                             --node-id, wait for /readyz (or for `readyLog`)
+//                             (Node.restart)
 //   useSplitCluster(opts)     edge nodes (socket,producer) + storage nodes
 //                             (consumer,store), which have no HTTP port
 //   warmupVia(c, nodes)       cluster.mjs's warmup, through the given nodes only
-//   waitLog(nd, re, from)     a line of a node's log matching re
+//   waitLog(nd, re, from)     a line of a node's log matching re (Node.waitLog)
 //   metric(nd, name, labels)  one summed metric of a node
 //   pgMessages(c, room)       the stored rows of a room, by seq, via psql
 //   ChatClient                a reconnecting, retrying client for failover tests
@@ -18,7 +19,6 @@
 // Why warmupVia: Cluster.warmup connects to every node by default, and a
 // storage node serves no HTTP (no socket role), so it would fail there.
 
-import fs from 'node:fs';
 import { before, after } from 'node:test';
 import {
     Cluster, connect, emitAck, waitFor, sleep, slow, until, metricSum, it,
@@ -28,50 +28,11 @@ import assert from 'node:assert/strict';
 export const EDGE = ['--roles', 'socket,producer'];
 export const STORAGE = ['--roles', 'consumer,store'];
 
-export async function kill9(nd) {
-    await nd._portPromise;
-    if (!nd.running) return nd.exitInfo;
-    nd.proc.kill('SIGKILL');
-    return nd.exit;
-}
-
-export async function terminate(nd, timeoutMs) {
-    await nd._portPromise;
-    return nd.stop(timeoutMs);
-}
-
-// Starts a node that exited again, same port, same id, same args. Waits until it
-// is ready: /readyz 200 for a node with an HTTP port, else until its log shows
-// `readyLog` (default: its consumer was assigned partitions).
-export async function restart(nd, { wait = true, readyLog = null, timeoutMs = slow(60000) } = {}) {
-    await nd._portPromise;
-    if (nd.running) throw new Error(`${nd.id} is still running`);
-    const from = nd.logSize();
-    nd.exitInfo = undefined; // Node.waitReady refuses to wait on a node with exitInfo
-    nd.start();
-    if (!wait) return nd;
-    if (readyLog || !hasHttp(nd)) {
-        await waitLog(nd, readyLog || /rebalance: assigned/, from, timeoutMs);
-    } else {
-        await nd.waitReady(timeoutMs);
-    }
-    return nd;
-}
-
-export function hasHttp(nd) {
-    const i = nd.args.indexOf('--roles');
-    return i < 0 || nd.args[i + 1].split(',').includes('socket') || nd.args[i + 1] === 'all';
-}
-
-// Resolves with the first log line (after byte offset `from`) matching re.
-export async function waitLog(nd, re, from = 0, timeoutMs = slow(30000)) {
-    return until(`${nd.id} log ${re}`, () => {
-        if (nd.exitInfo) throw new Error(`${nd.id} exited ${JSON.stringify(nd.exitInfo)}`);
-        let text = '';
-        try { text = fs.readFileSync(nd.log, 'utf8').slice(from); } catch { return null; }
-        return text.split('\n').find((l) => re.test(l)) || null;
-    }, timeoutMs, 100);
-}
+export const kill9 = (nd) => nd.kill();
+export const terminate = (nd, timeoutMs) => nd.stop(timeoutMs);
+export const restart = (nd, opts) => nd.restart(opts);
+export const hasHttp = (nd) => nd.hasHttp;
+export const waitLog = (nd, re, from, timeoutMs) => nd.waitLog(re, from, timeoutMs);
 
 export async function metric(nd, name, labels = {}) {
     return metricSum(await nd.metrics(), name, labels);

@@ -7,23 +7,22 @@
 # Environment: CHATD_BUILD=debug|asan|release (default debug) picks
 # build/<mode>/actors/chatd and chatd-kafka-probe of the same mode (the Kafka
 # broker's readiness check); both must be built (scons -Q -j2 mode=<mode>). The
-# services, Apache Kafka among them, are started by each file's harness. CHATD_IT_KEEP=1 keeps each file's temp dir
-# (node logs); CHATD_IT_VERBOSE=1 prints timings and whole logs on failure.
+# services, Apache Kafka among them, are started by each file's harness
+# (cluster.mjs, which web/test/e2e.test.mjs uses too). CHATD_IT_KEEP=1 keeps each
+# file's temp dir (node logs); CHATD_IT_VERBOSE=1 prints timings and whole logs on
+# failure.
 #
 # Installs the pinned packages with `npm ci` unless node_modules already matches
-# package-lock.json (so it works offline once installed), then runs every
-# *.test.mjs here one file at a time. Exits non-zero when a test fails.
+# package-lock.json (scripts/lib/npm.sh; so it works offline once installed), then
+# runs every *.test.mjs here one file at a time. Exits non-zero when a test fails.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$here"
 
 command -v node >/dev/null || { echo "run.sh: node (>= 20) not found" >&2; exit 2; }
-stamp=node_modules/.package-lock.json
-if [[ ! -f $stamp ]] || ! cmp -s <(node -e 'const l=require("./package-lock.json");console.log(JSON.stringify(Object.keys(l.packages).filter(Boolean).sort().map(k=>[k,l.packages[k].version])))') \
-    <(node -e 'const l=require("./'$stamp'");console.log(JSON.stringify(Object.keys(l.packages).filter(Boolean).sort().map(k=>[k,l.packages[k].version])))'); then
-    npm ci --no-audit --no-fund --loglevel=error
-fi
+. "$root/scripts/lib/npm.sh"
+npm_ci_if_stale "$here"
 
 mode=${CHATD_BUILD:-debug}
 for f in "$root/build/$mode/actors/chatd" "$root/build/$mode/deploy/mockbroker/chatd-kafka-probe"; do

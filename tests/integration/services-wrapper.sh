@@ -8,7 +8,9 @@
 # Reads one command per line on stdin and answers each with exactly one JSON line
 # on stdout: {"ok":true|false,"out":"...","env":{...}} where env holds the
 # exported service variables (SERVICES_DIR, CHATD_PG_DSN, CHATD_REDIS_URL,
-# CHATD_KAFKA_BROKERS, CHATD_KAFKA_CONTROL, ...). Commands:
+# CHATD_KAFKA_BROKERS, CHATD_KAFKA_CONTROL, ...) and CHATD_KAFKA_OPTIONS, the
+# librdkafka tuning every test client of either broker takes (scripts/services.sh's
+# SERVICES_TEST_KAFKA_OPTIONS, comma-separated key=value). Commands:
 #
 #   start_postgres | start_redis | start_kafka [--topic T --partitions N]
 #   stop_postgres  | stop_redis  | stop_kafka
@@ -28,6 +30,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=../../scripts/services.sh
 source "$ROOT/scripts/services.sh"
 services_cleanup_on_exit
+# for the replies only: the services started here need not see it
+CHATD_KAFKA_OPTIONS=$SERVICES_TEST_KAFKA_OPTIONS
 
 _json_str() {
     local s=$1
@@ -43,7 +47,7 @@ _reply() {
     local ok=$1 out=$2 first=1 name
     printf '{"ok":%s,"out":%s,"env":{' "$ok" "$(_json_str "$out")"
     for name in SERVICES_DIR CHATD_PG_DSN CHATD_PG_PORT CHATD_REDIS_URL CHATD_REDIS_PORT \
-        CHATD_KAFKA_BROKERS CHATD_KAFKA_CONTROL; do
+        CHATD_KAFKA_BROKERS CHATD_KAFKA_CONTROL CHATD_KAFKA_OPTIONS; do
         if [[ -n "${!name:-}" ]]; then
             ((first)) || printf ','
             first=0

@@ -12,7 +12,9 @@
 # services_stop_all leaves no process and no directory behind. The real broker:
 # starts with its topic led, a message produced and read back survives a SIGKILL
 # and a restart on the same log directory (same port), a paused (SIGSTOP) broker
-# makes a produce fail in bounded time and works again after SIGCONT. Builds the broker
+# makes a produce fail in bounded time and works again after SIGCONT. The clients'
+# librdkafka tuning (SERVICES_*KAFKA_OPTIONS) is key=value lists, and
+# services-wrapper.sh hands the tests' one to the JavaScript harness. Builds the broker
 # first if it is missing. Needs root or the PostgreSQL user (see services.sh).
 #
 # Prints one line per check and, last, "N passed, N failed"; exit 0 only if all passed.
@@ -107,6 +109,27 @@ check "postgres: listens on 127.0.0.1 only" \
     bash -c '[[ "$(psql "$CHATD_PG_DSN" -Atc "SHOW listen_addresses")" == 127.0.0.1 ]]'
 check "redis: PING" bash -c '[[ "$(redis-cli -h 127.0.0.1 -p "$CHATD_REDIS_PORT" ping)" == PONG ]]'
 check "broker: produce and read back" "$PROBE" "$CHATD_KAFKA_BROKERS" chat roundtrip 10000
+
+# ---- the clients' librdkafka tuning (set here only) ----------------------------
+kafka_options_ok() {
+    local opts o
+    IFS=, read -r -a opts <<<"$1"
+    ((${#opts[@]})) || return 1
+    for o in "${opts[@]}"; do
+        [[ $o =~ ^[a-z][a-z.]*=[^=]+$ ]] || { echo "not key=value: '$o'"; return 1; }
+    done
+}
+check "client tuning, real broker: $SERVICES_KAFKA_OPTIONS" kafka_options_ok "$SERVICES_KAFKA_OPTIONS"
+check "client tuning, mock: $SERVICES_MOCK_KAFKA_OPTIONS" kafka_options_ok "$SERVICES_MOCK_KAFKA_OPTIONS"
+check "client tuning, tests: $SERVICES_TEST_KAFKA_OPTIONS" kafka_options_ok "$SERVICES_TEST_KAFKA_OPTIONS"
+wrapper_tuning() {
+    # without our SERVICES_DIR: the wrapper stops what it knows of when it exits
+    local reply
+    reply=$(echo env | env -u SERVICES_DIR bash "$ROOT/tests/integration/services-wrapper.sh") || return 1
+    echo "$reply"
+    [[ $reply == *"\"CHATD_KAFKA_OPTIONS\":\"$SERVICES_TEST_KAFKA_OPTIONS\""* ]]
+}
+check "services-wrapper.sh hands the tests' tuning to the JavaScript harness" wrapper_tuning
 
 # ---- the real broker -----------------------------------------------------------
 check "kafka: topic led, listens on 127.0.0.1" "$PROBE" "$KAFKA" chat topic=4 5000

@@ -1,5 +1,7 @@
 // End-to-end tests of the web page: Debian's Chromium driven by playwright-core,
-// against two chatd nodes that serve build/web/ (web/test/run.sh builds it).
+// against two chatd nodes that serve build/web/ (web/test/run.sh builds it),
+// started with their services by the integration tests' harness
+// (tests/integration/cluster.mjs; its Node packages: web/test/run.sh installs them).
 // Screenshots go to build/web-artifacts/.
 
 import { after, before, test } from 'node:test';
@@ -8,7 +10,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { io } from 'socket.io-client';
-import { Cluster, ROOT, sleep, until } from './cluster.mjs';
+import { Cluster, ROOT, sleep, until as untilMs } from '../../tests/integration/cluster.mjs';
+
+// this file's waits default to 15 s
+const until = (what, fn, timeoutMs = 15000, stepMs = 50) => untilMs(what, fn, timeoutMs, stepMs);
+// Hangs the Kafka broker (SIGSTOP) or lets it go on (SIGCONT): to a client a
+// hung broker is one that is down, and it comes back without a restart.
+const brokerHang = (hung) => cluster.services.cmd(hung ? 'pause_kafka' : 'resume_kafka');
 
 const ARTIFACTS = path.join(ROOT, 'build', 'web-artifacts');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -23,8 +31,11 @@ before(async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     assert.ok(fs.existsSync(path.join(ROOT, 'build', 'web', 'index.html')), 'build/web/index.html: run web/test/run.sh (it builds the page)');
     // short backend deadlines, so the `unavailable` test does not wait long
-    cluster = new Cluster({ nodes: 2, args: ['--produce-timeout-ms', '2000', '--request-timeout-ms', '2000'] });
-    await cluster.start();
+    cluster = await Cluster.start({
+        nodes: 2, partitions: 4, topic: 'chatd-web', warmup: false,
+        args: ['--web-root', path.join(ROOT, 'build', 'web'),
+            '--produce-timeout-ms', '2000', '--request-timeout-ms', '2000'],
+    });
     // Playwright gives every launch a fresh temporary profile (--user-data-dir).
     browser = await chromium.launch({
         executablePath: CHROMIUM,
@@ -227,7 +238,7 @@ test('scrolling up loads 300 messages of history, in order', async () => {
 test('a node restart: the page recovers every missed message, no duplicates', async () => {
     // bob is on node1, alice on node0, both in #e2e
     const before = await shown(bob);
-    await cluster.kill(1);
+    await cluster.nodes[1].kill();
     await bob.locator('#status').filter({ hasText: /reconnecting|unavailable/ }).waitFor();
 
     // bob writes while his node is down: the message fails, with a retry button
@@ -247,7 +258,7 @@ test('a node restart: the page recovers every missed message, no duplicates', as
     s.disconnect();
     await until('alice has all', async () => (await shown(alice)).length === before.length + missed.length + more.length, 20000);
 
-    await cluster.restart(1);
+    await cluster.nodes[1].restart();
     await bob.locator('#status').waitFor({ state: 'hidden', timeout: 30000 });
     await until('bob caught up', async () => (await shown(bob)).length === before.length + missed.length + more.length, 20000);
 
@@ -307,7 +318,7 @@ test('keyboard only on a phone-sized screen, and a direct message', async () => 
 test('the broker hangs: the message fails in words, and a retry (same id) sends it once', async () => {
     await alice.locator('#rooms [data-room="e2e"]').click();
     await alice.locator('#room-title').filter({ hasText: '#e2e' }).waitFor();
-    cluster.brokerHang(true);
+    await brokerHang(true);
     let up = false;
     try {
         await send(alice, 'sent while the broker is down');
@@ -317,7 +328,7 @@ test('the broker hangs: the message fails in words, and a retry (same id) sends 
         assert.match(words, /server is unavailable/);
         const id = await failed.getAttribute('data-id');
         await shot(alice, '13-alice-unavailable');
-        cluster.brokerHang(false);
+        await brokerHang(false);
         up = true;
         await until('readyz again', async () => (await fetch(`${cluster.url(0)}/readyz`)).status === 200, 30000, 200);
         // A hung broker may still take the request that timed out once it runs
@@ -338,6 +349,6 @@ test('the broker hangs: the message fails in words, and a retry (same id) sends 
         }
         assert.equal(await alice.locator('#messages li:not([data-seq])').count(), 0);
     } finally {
-        if (!up) cluster.brokerHang(false);
+        if (!up) await brokerHang(false);
     }
 });

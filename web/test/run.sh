@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # web/test/run.sh: the web page's end-to-end test, as the repo's test command runs it.
 #
-# Installs what is missing (Debian's chromium, the services, the build tools), builds
-# chatd (debug) and the page (npm ci, then web/build.mjs into build/web/), and runs
+# Installs what is missing (Debian's chromium, the services, the build tools, the
+# Node packages of web/ and of tests/integration/, whose harness the test uses),
+# builds chatd (debug) and the page (web/build.mjs into build/web/), and runs
 # web/test/e2e.test.mjs with node's test runner: Playwright (playwright-core) drives
-# /usr/bin/chromium headless against two chatd nodes. Screenshots land in
-# build/web-artifacts/. Prints "N passed, N failed" last; exits non-zero on failure.
+# /usr/bin/chromium headless against two chatd nodes, which tests/integration/cluster.mjs
+# starts with the services (scripts/services.sh through services-wrapper.sh).
+# Screenshots land in build/web-artifacts/; CHATD_IT_KEEP=1 keeps the cluster's temp
+# dir (node and service logs). Prints "N passed, N failed" last; exits non-zero on
+# failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib/packages.sh
 . scripts/services.sh
+. scripts/lib/npm.sh
 
 services_require_packages $CHATD_BUILD_PACKAGES $CHATD_RUN_PACKAGES chromium
 command -v node >/dev/null && command -v npm >/dev/null || services_require_packages nodejs npm
 
 scons -Q -j"$(nproc 2>/dev/null || echo 2)" mode=debug >/dev/null
-(cd web && npm ci --no-audit --no-fund --loglevel=error && node build.mjs)
+npm_ci_if_stale web
+npm_ci_if_stale tests/integration
+(cd web && node build.mjs)
 
 rm -rf build/web-artifacts
 log=$(mktemp)
