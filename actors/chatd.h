@@ -3,11 +3,11 @@
  *
  * One node runs up to five actors, each registered under its name:
  *
- *   "socket"    WebSocket / Socket.IO clients, HTTP endpoints    actors/socket.c
+ *   "socket"    WebSocket / Socket.IO clients, HTTP endpoints    actors/socket*.c, http.c
  *   "producer"  Kafka producer                                    actors/producer.c
  *   "consumer"  Kafka consumer-group member                       actors/consumer.c
- *   "store"     PostgreSQL                                        actors/store.c
- *   "fanout"    Redis Pub/Sub, presence                           actors/fanout.c
+ *   "store"     PostgreSQL                                        actors/store*.c
+ *   "fanout"    Redis Pub/Sub, presence                           actors/fanout.c, presence.c
  *
  * Every message is an envelope (proto/envelope.h) whose type names its
  * payload's record (proto/record.h). A request carries a correlation id
@@ -20,11 +20,15 @@
  *                      else code unavailable.
  * consumer -> store    PROTO_T_MESSAGE_BATCH, corr = batch number, messages
  *                      in partition order; reply PROTO_T_ACK once the batch
- *                      is committed in PostgreSQL (then the consumer commits
- *                      the Kafka offsets), or not ok (the consumer retries).
- * store -> fanout      PROTO_T_MESSAGE_BATCH of the messages the batch newly
- *                      stored, with their seq (after the commit, before the
- *                      ack to the consumer).
+ *                      is committed in PostgreSQL and its messages were
+ *                      handed to Redis (then the consumer commits the Kafka
+ *                      offsets), or not ok (the consumer retries).
+ * store -> fanout      PROTO_T_MESSAGE_BATCH of the messages the batch stored
+ *                      anew and of those it held that were stored before (a
+ *                      redelivery), with their seq, after the commit; corr is
+ *                      the store's own. Reply PROTO_T_ACK once Redis took
+ *                      every PUBLISH (not ok: one was refused or lost); only
+ *                      then does the store answer the consumer.
  * socket -> store      PROTO_T_JOIN_REQ -> PROTO_T_JOIN_REPLY
  *                      PROTO_T_HISTORY_REQ -> PROTO_T_HISTORY_REPLY
  *                      or PROTO_T_ACK (not ok, unavailable) on failure.

@@ -4,8 +4,9 @@
  * rooms by name, connections and requests by id (use rt_map_*_u64).
  *
  * Values are not owned: the map never frees them. Iteration order is
- * unspecified; do not insert while iterating (deleting the current entry is
- * allowed with rt_map_iter_delete).
+ * unspecified; do not insert or delete while iterating (a backward shift
+ * would move an entry behind the iteration, which would then skip it):
+ * collect what to delete first, or free the values and then the whole map.
  */
 #ifndef CHATD_RUNTIME_MAP_H
 #define CHATD_RUNTIME_MAP_H
