@@ -133,10 +133,11 @@ send_member(rt_runtime *rt, const char *to, uint32_t type, const char *rm, const
     assert_int_equal(rt_send(rt, 0, rt_whereis(rt, to), type, 0, b.data, b.len), RT_OK);
 }
 
-/* Sends to `to` a batch of n messages: message i in rooms[i % nrooms], seq
- * i + 1, id "m<i>". */
+/* Sends to `to`, from the stub `from` (NULL: nobody), a batch of n messages
+ * with corr: message i in rooms[i % nrooms], seq i + 1, id "m<i>". */
 static void
-send_batch(rt_runtime *rt, const char *to, const char **rooms, size_t nrooms, size_t n)
+send_batch_from(rt_runtime *rt, const char *from, const char *to, const char **rooms,
+                size_t nrooms, size_t n, uint64_t corr)
 {
     proto_batch b = { calloc(n, sizeof(proto_msg)), n };
     assert_non_null(b.msgs);
@@ -150,10 +151,16 @@ send_batch(rt_runtime *rt, const char *to, const char **rooms, size_t nrooms, si
     proto_mp_buf out;
     proto_mp_buf_growing(&out);
     assert_int_equal(proto_batch_encode(&b, &out), PROTO_OK);
-    assert_int_equal(rt_send(rt, 0, rt_whereis(rt, to), PROTO_T_MESSAGE_BATCH, 7, out.data,
-                             out.len), RT_OK);
+    assert_int_equal(rt_send(rt, from ? rt_whereis(rt, from) : 0, rt_whereis(rt, to),
+                             PROTO_T_MESSAGE_BATCH, corr, out.data, out.len), RT_OK);
     proto_mp_buf_free(&out);
     proto_batch_free(&b);
+}
+
+static void
+send_batch(rt_runtime *rt, const char *to, const char **rooms, size_t nrooms, size_t n)
+{
+    send_batch_from(rt, NULL, to, rooms, nrooms, n, 7);
 }
 
 static void
@@ -711,6 +718,42 @@ test_queue_bound_before_connect(void **state)
     close_rt(rt);
 }
 
+/* A stored batch is confirmed to its sender (the store) once Redis replied
+ * to every PUBLISH of it; one waiting for a connection that then fails is
+ * answered unavailable, so the store has it published again. */
+static void
+test_batch_confirmed(void **state)
+{
+    (void)state;
+    rt_runtime *rt = open_two(30000);
+    stub_spawn(rt, "store");
+    const char *a = room(0, "confirm");
+    const char *rooms[] = { a };
+    subscribe(rt, "socket2", "fanout2", a, 1);
+    send_batch_from(rt, "store", "fanout", rooms, 1, 3, 41);
+    expect_ack(rt, "store", 41, true);
+    assert_int_equal(metric(rt, "chatd_messages_published_total"), 3);
+    for (uint64_t q = 1; q <= 3; q++)
+        expect_msg(rt, "socket2", a, q);
+    close_rt(rt);
+
+    configs(30000);
+    char url[64];
+    int fd = silent_server(url);
+    cfg1.redis_url = url;
+    cfg1.request_timeout_ms = 200;
+    rt = rt_test_open(NULL);
+    stub_spawn(rt, "socket");
+    stub_spawn(rt, "store");
+    rt_id id = rt_spawn(rt, 0, &chatd_fanout_spec, &arg1, "fanout", NULL);
+    assert_true(id != 0);
+    send_batch_from(rt, "store", "fanout", rooms, 1, 2, 42);
+    expect_ack(rt, "store", 42, false);
+    assert_true(rt_test_wait_dead(rt, id, WAIT_MS));
+    close(fd);
+    close_rt(rt);
+}
+
 /* A query waiting for the connection is answered unavailable when the
  * connect fails, before the actor crashes. */
 static void
@@ -750,6 +793,7 @@ main(void)
         cmocka_unit_test(test_connect_watchdog),
         cmocka_unit_test(test_queue_bound_before_connect),
         cmocka_unit_test(test_queued_query_answered_when_connect_fails),
+        cmocka_unit_test(test_batch_confirmed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

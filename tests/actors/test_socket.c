@@ -527,6 +527,69 @@ test_join_message_live(void **state)
     close_socket(rt);
 }
 
+/* A live message at or below its room's last live seq is a repeat (published
+ * again after a redelivery) and reaches nobody twice; after fanout restarts,
+ * the room is subscribed again and what nobody in it can have had (past the
+ * last live seq) is fetched from the store and delivered, once. */
+static void
+test_live_repeats_and_catch_up(void **state)
+{
+    (void)state;
+    rt_runtime *rt = open_socket();
+    client *c = connect_user(rt, "alice");
+    send_text(c, "421[\"join\",{\"room\":\"r\"}]");
+    serve_join(rt, true, 7);
+    expect_frame(rt, c, "431[{\"ok\":true,\"room\":\"r\",\"seq\":7,\"missed\":[],\"more\":false}]");
+
+    live_message(rt, "r", 8, "x8", "eight");
+    expect_frame(rt, c, "42[\"message\",{\"room\":\"r\",\"seq\":8,\"id\":\"x8\",\"user\":\"bob\","
+                        "\"text\":\"eight\",\"ts\":1700000000000}]");
+    live_message(rt, "r", 8, "x8", "eight");        /* published again */
+    live_message(rt, "r", 6, "x6", "older");
+    live_message(rt, "r", 9, "x9", "nine");
+    expect_frame(rt, c, "42[\"message\",{\"room\":\"r\",\"seq\":9,\"id\":\"x9\",\"user\":\"bob\","
+                        "\"text\":\"nine\",\"ts\":1700000000000}]");
+    assert_null(next_frame(rt, c, 50));
+    assert_true(rt_metric_value(rt, "chatd_live_stale_dropped_total", NULL) == 2);
+
+    /* fanout restarted: subscribe again, then catch up from seq 9 */
+    assert_int_equal(rt_send_named(rt, 0, CHATD_SOCKET, CHATD_T_FANOUT_UP, 0, NULL, 0), RT_OK);
+    stub_msg m;
+    assert_true(stub_wait(rt, CHATD_FANOUT, CHATD_T_SUBSCRIBE, &m, 2000));
+    assert_true(m.corr != 0);
+    assert_null(next_frame(rt, c, 50));             /* nothing before it is live */
+    reply_ack(rt, &m, true);
+    stub_msg_free(&m);
+    assert_true(stub_wait(rt, CHATD_STORE, PROTO_T_JOIN_REQ, &m, 2000));
+    proto_join_req q;
+    assert_int_equal(proto_join_req_decode(m.payload, m.len, &q), PROTO_OK);
+    assert_string_equal(q.room, "r");
+    assert_true(q.has_since);
+    assert_int_equal(q.since, 9);
+    proto_msg missed[2];
+    assert_int_equal(proto_msg_set(&missed[0], "r", 1, "x10", 3, "bob", 3, "ten", 3,
+                                   1700000000000ull, 10), PROTO_OK);
+    assert_int_equal(proto_msg_set(&missed[1], "r", 1, "x11", 3, "bob", 3, "eleven", 6,
+                                   1700000000000ull, 11), PROTO_OK);
+    proto_join_reply jr = { .seq = 11, .missed = missed, .count = 2 };
+    proto_mp_buf b;
+    proto_mp_buf_growing(&b);
+    assert_int_equal(proto_join_reply_encode(&jr, &b), PROTO_OK);
+    reply(rt, &m, PROTO_T_JOIN_REPLY, &b);
+    proto_mp_buf_free(&b);
+    stub_msg_free(&m);
+    for (size_t i = 0; i < 2; i++)
+        proto_msg_free(&missed[i]);
+    expect_frame(rt, c, "42[\"message\",{\"room\":\"r\",\"seq\":10,\"id\":\"x10\",\"user\":\"bob\","
+                        "\"text\":\"ten\",\"ts\":1700000000000}]");
+    expect_frame(rt, c, "42[\"message\",{\"room\":\"r\",\"seq\":11,\"id\":\"x11\",\"user\":\"bob\","
+                        "\"text\":\"eleven\",\"ts\":1700000000000}]");
+    live_message(rt, "r", 11, "x11", "eleven");     /* the live copy, late */
+    assert_null(next_frame(rt, c, 50));
+    client_free(c);
+    close_socket(rt);
+}
+
 static void
 test_validation_order(void **state)
 {
@@ -796,6 +859,7 @@ main(void)
         cmocka_unit_test_teardown(test_http, teardown),
         cmocka_unit_test_teardown(test_connect, teardown),
         cmocka_unit_test_teardown(test_join_message_live, teardown),
+        cmocka_unit_test_teardown(test_live_repeats_and_catch_up, teardown),
         cmocka_unit_test_teardown(test_validation_order, teardown),
         cmocka_unit_test_teardown(test_timeout_is_unavailable, teardown),
         cmocka_unit_test_teardown(test_frame_limits, teardown),
