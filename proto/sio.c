@@ -127,6 +127,68 @@ parse_event(sio_packet *pkt, bool binary, bool ack_ok, const char *payload, size
     return set_kind(pkt, SIO_PKT_EVENT);
 }
 
+/* The attachment count of a binary packet: up to 9 digits and a '-', read
+ * from s[*i]. False when they are not there. */
+static bool
+parse_attachments(sio_packet *pkt, const char *s, size_t n, size_t *i)
+{
+    size_t start = *i;
+    unsigned long count = 0;
+    while (*i < n && is_digit(s[*i]) && *i - start < 9)
+        count = count * 10 + (unsigned long)(s[(*i)++] - '0');
+    if (*i == start || *i >= n || s[*i] != '-')
+        return false;
+    pkt->attachments = count;
+    (*i)++;
+    return true;
+}
+
+/* A namespace, when s[*i] starts one: up to the ',' (consumed) or the end.
+ * False when it holds a control character or is too long. */
+static bool
+parse_nsp(sio_packet *pkt, const char *s, size_t n, size_t *i)
+{
+    if (*i >= n || s[*i] != '/')
+        return true;
+    size_t start = *i;
+    while (*i < n && s[*i] != ',') {
+        unsigned char c = (unsigned char)s[*i];
+        if (c < 0x20 || c == 0x7F || *i - start >= SIO_NSP_MAX)
+            return false;
+        (*i)++;
+    }
+    pkt->nsp = s + start;
+    pkt->nsp_len = *i - start;
+    if (*i < n)
+        (*i)++;                                 /* the ',' */
+    return true;
+}
+
+/* The ack id, when digits follow at s[*i]. It comes before the JSON so that
+ * it can be read even when the JSON cannot. Every digit belongs to it, as in
+ * socket.io-parser. False when the digits do not make a readable id (above
+ * SIO_ACK_ID_MAX); they are consumed all the same. */
+static bool
+parse_ack_id(sio_packet *pkt, const char *s, size_t n, size_t *i)
+{
+    if (*i >= n || !is_digit(s[*i]))
+        return true;
+    bool ok = true;
+    uint64_t id = 0;
+    for (; *i < n && is_digit(s[*i]); (*i)++) {
+        unsigned d = (unsigned)(s[*i] - '0');
+        if (id > (SIO_ACK_ID_MAX - d) / 10)
+            ok = false;
+        else
+            id = id * 10 + d;
+    }
+    if (ok) {
+        pkt->has_ack = true;
+        pkt->ack_id = id;
+    }
+    return ok;
+}
+
 /* The Socket.IO packet inside an Engine.IO message (s excludes the '4'):
  *
  *     <type>[<attachments>-][<nsp>,][<ack id>][<json>]
@@ -139,49 +201,13 @@ parse_socketio(sio_packet *pkt, const char *s, size_t n)
     char type = s[0];
     size_t i = 1;
 
-    if (type == SIO_BINARY_EVENT || type == SIO_BINARY_ACK) {
-        size_t start = i;
-        unsigned long count = 0;
-        while (i < n && is_digit(s[i]) && i - start < 9)
-            count = count * 10 + (unsigned long)(s[i++] - '0');
-        if (i == start || i >= n || s[i] != '-')
-            return set_kind(pkt, SIO_PKT_INVALID);
-        pkt->attachments = count;
-        i++;
-    }
-
-    if (i < n && s[i] == '/') {
-        size_t start = i;
-        while (i < n && s[i] != ',') {
-            unsigned char c = (unsigned char)s[i];
-            if (c < 0x20 || c == 0x7F || i - start >= SIO_NSP_MAX)
-                return set_kind(pkt, SIO_PKT_INVALID);
-            i++;
-        }
-        pkt->nsp = s + start;
-        pkt->nsp_len = i - start;
-        if (i < n)
-            i++;                                /* the ',' */
-    }
+    if ((type == SIO_BINARY_EVENT || type == SIO_BINARY_ACK) &&
+        !parse_attachments(pkt, s, n, &i))
+        return set_kind(pkt, SIO_PKT_INVALID);
+    if (!parse_nsp(pkt, s, n, &i))
+        return set_kind(pkt, SIO_PKT_INVALID);
     bool root_nsp = pkt->nsp_len == 1;
-
-    /* The ack id comes before the JSON so that it can be read even when the
-     * JSON cannot. Every digit belongs to it, as in socket.io-parser. */
-    bool ack_ok = true;
-    if (i < n && is_digit(s[i])) {
-        uint64_t id = 0;
-        for (; i < n && is_digit(s[i]); i++) {
-            unsigned d = (unsigned)(s[i] - '0');
-            if (id > (SIO_ACK_ID_MAX - d) / 10)
-                ack_ok = false;
-            else
-                id = id * 10 + d;
-        }
-        if (ack_ok) {
-            pkt->has_ack = true;
-            pkt->ack_id = id;
-        }
-    }
+    bool ack_ok = parse_ack_id(pkt, s, n, &i);
     const char *payload = s + i;
     size_t plen = n - i;
 
@@ -308,11 +334,65 @@ get_opt_int(const json_t *args, const char *key, json_int_t min, json_int_t max,
     return true;
 }
 
+/* Every check below answers bad_request with a message and returns. */
+#define BAD(msg) do { *message = (msg); return SIO_E_BAD_REQUEST; } while (0)
+
+static sio_error
+validate_join(const json_t *args, sio_request *req, const char **message)
+{
+    bool present;
+    json_int_t v = 0;
+    if (!get_opt_int(args, "since", 0, LLONG_MAX, &present, &v))
+        BAD("since must be an integer >= 0");
+    req->has_since = present;
+    req->since = present ? (uint64_t)v : 0;
+    return SIO_OK;
+}
+
+/* too_large comes after every bad_request check of the message. */
+static sio_error
+validate_message(const json_t *args, sio_request *req, const char **message)
+{
+    if (!get_string(args, "id", &req->id, &req->id_len))
+        BAD("id must be a string");
+    if (proto_check_msgid(req->id, req->id_len) != PROTO_OK)
+        BAD("invalid id");
+    if (!get_string(args, "text", &req->text, &req->text_len))
+        BAD("text must be a string");
+    switch (proto_check_text(req->text, req->text_len)) {
+    case PROTO_OK:
+        return SIO_OK;
+    case PROTO_E_TOO_LONG:
+        if (!proto_utf8_valid(req->text, req->text_len))
+            BAD("text is not UTF-8");
+        *message = "text over 4096 bytes";
+        return SIO_E_TOO_LARGE;
+    case PROTO_E_EMPTY:
+        BAD("empty text");
+    default:
+        BAD("text is not UTF-8");
+    }
+}
+
+static sio_error
+validate_history(const json_t *args, sio_request *req, const char **message)
+{
+    bool present;
+    json_int_t v = 0;
+    if (!get_opt_int(args, "before", 0, LLONG_MAX, &present, &v))
+        BAD("before must be an integer >= 0");
+    req->has_before = present;
+    req->before = present ? (uint64_t)v : 0;
+    if (!get_opt_int(args, "limit", 1, SIO_HISTORY_LIMIT_MAX, &present, &v))
+        BAD("limit must be an integer from 1 to 200");
+    req->limit = present ? (unsigned)v : SIO_HISTORY_LIMIT_DEFAULT;
+    return SIO_OK;
+}
+
 static sio_error
 validate(const sio_packet *pkt, const char *user, size_t user_len, sio_request *req,
          const char **message)
 {
-#define BAD(msg) do { *message = (msg); return SIO_E_BAD_REQUEST; } while (0)
     if (pkt->kind != SIO_PKT_EVENT)
         BAD("not an event");
     if (pkt->err != SIO_OK) {
@@ -331,63 +411,32 @@ validate(const sio_packet *pkt, const char *user, size_t user_len, sio_request *
     if (proto_check_room(req->room, req->room_len) != PROTO_OK)
         BAD("invalid room");
 
-    bool present;
-    json_int_t v = 0;
-    bool text_too_large = false;
+    sio_error err = SIO_OK;
     switch (req->event) {
     case SIO_EV_JOIN:
-        if (!get_opt_int(args, "since", 0, LLONG_MAX, &present, &v))
-            BAD("since must be an integer >= 0");
-        req->has_since = present;
-        req->since = present ? (uint64_t)v : 0;
+        err = validate_join(args, req, message);
         break;
     case SIO_EV_MESSAGE:
-        if (!get_string(args, "id", &req->id, &req->id_len))
-            BAD("id must be a string");
-        if (proto_check_msgid(req->id, req->id_len) != PROTO_OK)
-            BAD("invalid id");
-        if (!get_string(args, "text", &req->text, &req->text_len))
-            BAD("text must be a string");
-        switch (proto_check_text(req->text, req->text_len)) {
-        case PROTO_OK:
-            break;
-        case PROTO_E_TOO_LONG:
-            /* too_large comes after every bad_request check: keep going. */
-            if (!proto_utf8_valid(req->text, req->text_len))
-                BAD("text is not UTF-8");
-            text_too_large = true;
-            break;
-        case PROTO_E_EMPTY:
-            BAD("empty text");
-        default:
-            BAD("text is not UTF-8");
-        }
+        err = validate_message(args, req, message);
         break;
     case SIO_EV_HISTORY:
-        if (!get_opt_int(args, "before", 0, LLONG_MAX, &present, &v))
-            BAD("before must be an integer >= 0");
-        req->has_before = present;
-        req->before = present ? (uint64_t)v : 0;
-        if (!get_opt_int(args, "limit", 1, SIO_HISTORY_LIMIT_MAX, &present, &v))
-            BAD("limit must be an integer from 1 to 200");
-        req->limit = present ? (unsigned)v : SIO_HISTORY_LIMIT_DEFAULT;
+        err = validate_history(args, req, message);
         break;
     default:                                    /* leave, typing, presence */
         break;
     }
+    if (err != SIO_OK)
+        return err;
 
-    if (text_too_large) {
-        *message = "text over 4096 bytes";
-        return SIO_E_TOO_LARGE;
-    }
     if (!proto_room_allows(req->room, req->room_len, user, user_len)) {
         *message = "not a member of this dm room";
         return SIO_E_FORBIDDEN;
     }
     *message = NULL;
     return SIO_OK;
-#undef BAD
 }
+
+#undef BAD
 
 sio_error
 sio_request_parse(const sio_packet *pkt, const char *user, size_t user_len,
