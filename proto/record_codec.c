@@ -235,6 +235,45 @@ static proto_err encode_map(msgpack_packer *pk, const record_schema *s, const vo
                             uint32_t present);
 
 static proto_err
+encode_msgs(msgpack_packer *pk, const record_field *f, const void *rec)
+{
+    const proto_msg *msgs = *CAT(rec, f->off, proto_msg *);
+    size_t n = *CAT(rec, f->len_off, size_t);
+    if (n > f->max)
+        return PROTO_E_TOO_LONG;
+    if (n && !msgs)
+        return PROTO_E_MISSING;
+    msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n; i++) {
+        proto_err err = encode_map(pk, record_msg_schema, &msgs[i],
+                                   record_msg_schema->required);
+        if (err != PROTO_OK)
+            return err;
+    }
+    return PROTO_OK;
+}
+
+static proto_err
+encode_users(msgpack_packer *pk, const record_field *f, const void *rec)
+{
+    const proto_user_name *users = *CAT(rec, f->off, proto_user_name *);
+    size_t n = *CAT(rec, f->len_off, size_t);
+    if (n > f->max)
+        return PROTO_E_TOO_LONG;
+    if (n && !users)
+        return PROTO_E_MISSING;
+    msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strnlen(users[i], PROTO_USER_MAX + 1);
+        proto_err err = proto_check_user(users[i], len);
+        if (err != PROTO_OK)
+            return err;
+        proto_mp_pack_str(pk, users[i], len);
+    }
+    return PROTO_OK;
+}
+
+static proto_err
 encode_value(msgpack_packer *pk, const record_field *f, const void *rec)
 {
     proto_err err;
@@ -259,37 +298,10 @@ encode_value(msgpack_packer *pk, const record_field *f, const void *rec)
         proto_mp_pack_str(pk, name, strlen(name));
         return PROTO_OK;
     }
-    case K_MSGS: {
-        const proto_msg *msgs = *CAT(rec, f->off, proto_msg *);
-        size_t n = *CAT(rec, f->len_off, size_t);
-        if (n > f->max)
-            return PROTO_E_TOO_LONG;
-        if (n && !msgs)
-            return PROTO_E_MISSING;
-        msgpack_pack_array(pk, n);
-        for (size_t i = 0; i < n; i++) {
-            err = encode_map(pk, record_msg_schema, &msgs[i], record_msg_schema->required);
-            if (err != PROTO_OK)
-                return err;
-        }
-        return PROTO_OK;
-    }
-    case K_USERS: {
-        const proto_user_name *users = *CAT(rec, f->off, proto_user_name *);
-        size_t n = *CAT(rec, f->len_off, size_t);
-        if (n > f->max)
-            return PROTO_E_TOO_LONG;
-        if (n && !users)
-            return PROTO_E_MISSING;
-        msgpack_pack_array(pk, n);
-        for (size_t i = 0; i < n; i++) {
-            size_t len = strnlen(users[i], PROTO_USER_MAX + 1);
-            if ((err = proto_check_user(users[i], len)) != PROTO_OK)
-                return err;
-            proto_mp_pack_str(pk, users[i], len);
-        }
-        return PROTO_OK;
-    }
+    case K_MSGS:
+        return encode_msgs(pk, f, rec);
+    case K_USERS:
+        return encode_users(pk, f, rec);
     default: {
         const char *s = f->kind == K_TEXT ? *CAT(rec, f->off, char *) : CAT(rec, f->off, char);
         size_t len = *CAT(rec, f->len_off, size_t);
