@@ -272,6 +272,224 @@ static void set_broker_state(struct broker *b, int32_t id, int *arr, int v)
             arr[i] = v;
 }
 
+/* A control command's handler: argv[0] is the command, argv[1..argc-1] its
+ * words. It checks its own arguments and writes the one-line reply (no
+ * newline) into reply. */
+typedef void command_fn(struct broker *b, int argc, char **argv, char *reply, size_t cap);
+
+/* down ID|all, up ID|all */
+static void cmd_down_up(struct broker *b, int argc, char **argv, char *reply, size_t cap)
+{
+    const char *cmd = argv[0];
+    int down = cmd[0] == 'd';
+    rd_kafka_resp_err_t err;
+    int32_t id;
+
+    if (argc != 2) {
+        snprintf(reply, cap, "error usage: %s ID|all", cmd);
+        return;
+    }
+    if (parse_broker(b, argv[1], &id)) {
+        snprintf(reply, cap, "error bad broker id '%s' (1..%d or all)", argv[1],
+                 b->brokers);
+        return;
+    }
+    err = down ? rd_kafka_mock_broker_set_down(b->mc, id)
+               : rd_kafka_mock_broker_set_up(b->mc, id);
+    if (err) {
+        snprintf(reply, cap, "error %s: %s", cmd, rd_kafka_err2str(err));
+        return;
+    }
+    set_broker_state(b, id, b->down, down);
+    snprintf(reply, cap, "ok broker %s %s", argv[1], down ? "down" : "up");
+}
+
+/* rtt ID|all MS */
+static void cmd_rtt(struct broker *b, int argc, char **argv, char *reply, size_t cap)
+{
+    rd_kafka_resp_err_t err;
+    int32_t id;
+    long v;
+
+    if (argc != 3) {
+        snprintf(reply, cap, "error usage: rtt ID|all MS");
+        return;
+    }
+    if (parse_broker(b, argv[1], &id)) {
+        snprintf(reply, cap, "error bad broker id '%s' (1..%d or all)", argv[1],
+                 b->brokers);
+        return;
+    }
+    if (parse_int(argv[2], 0, 600000, &v)) {
+        snprintf(reply, cap, "error bad rtt '%s' (0..600000 ms)", argv[2]);
+        return;
+    }
+    err = rd_kafka_mock_broker_set_rtt(b->mc, id, (int)v);
+    if (err) {
+        snprintf(reply, cap, "error rtt: %s", rd_kafka_err2str(err));
+        return;
+    }
+    set_broker_state(b, id, b->rtt, (int)v);
+    snprintf(reply, cap, "ok broker %s rtt %ld ms", argv[1], v);
+}
+
+/* errors APIKEY COUNT ERR, or errors APIKEY 0 */
+static void cmd_errors(struct broker *b, int argc, char **argv, char *reply, size_t cap)
+{
+    int16_t key;
+    rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
+    long v;
+
+    if (argc != 4 && !(argc == 3 && strcmp(argv[2], "0") == 0)) {
+        snprintf(reply, cap, "error usage: errors APIKEY COUNT ERRCODE");
+        return;
+    }
+    if (parse_apikey(argv[1], &key)) {
+        snprintf(reply, cap, "error unknown api key '%s' (e.g. Produce, Fetch, 0..%d)",
+                 argv[1], N_API - 1);
+        return;
+    }
+    if (parse_int(argv[2], 0, 100000, &v)) {
+        snprintf(reply, cap, "error bad count '%s' (0..100000)", argv[2]);
+        return;
+    }
+    if (v == 0) {
+        rd_kafka_mock_clear_request_errors(b->mc, key);
+        snprintf(reply, cap, "ok cleared errors for %s", api_names[key]);
+        return;
+    }
+    if (parse_errcode(argv[3], &code)) {
+        snprintf(reply, cap,
+                 "error unknown error code '%s' (e.g. NOT_LEADER_FOR_PARTITION, "
+                 "_TRANSPORT, 6)", argv[3]);
+        return;
+    }
+    rd_kafka_resp_err_t *arr = malloc((size_t)v * sizeof *arr);
+    if (!arr) {
+        snprintf(reply, cap, "error out of memory");
+        return;
+    }
+    for (long i = 0; i < v; i++)
+        arr[i] = code;
+    rd_kafka_mock_push_request_errors_array(b->mc, key, (size_t)v, arr);
+    free(arr);
+    snprintf(reply, cap, "ok next %ld %s requests fail with %s", v, api_names[key],
+             rd_kafka_err2name(code));
+}
+
+/* leader TOPIC PARTITION ID */
+static void cmd_leader(struct broker *b, int argc, char **argv, char *reply, size_t cap)
+{
+    rd_kafka_resp_err_t err;
+    long part, v;
+
+    if (argc != 4) {
+        snprintf(reply, cap, "error usage: leader TOPIC PARTITION ID");
+        return;
+    }
+    if (parse_int(argv[2], 0, INT32_MAX, &part)) {
+        snprintf(reply, cap, "error bad partition '%s'", argv[2]);
+        return;
+    }
+    if (parse_int(argv[3], -1, b->brokers, &v) || v == 0) {
+        snprintf(reply, cap, "error bad broker id '%s' (1..%d or -1)", argv[3],
+                 b->brokers);
+        return;
+    }
+    err = rd_kafka_mock_partition_set_leader(b->mc, argv[1], (int32_t)part,
+                                             (int32_t)v);
+    if (err) {
+        snprintf(reply, cap, "error leader: %s", rd_kafka_err2str(err));
+        return;
+    }
+    snprintf(reply, cap, "ok %s [%ld] leader %ld", argv[1], part, v);
+}
+
+/* coordinator group|transaction KEY ID */
+static void cmd_coordinator(struct broker *b, int argc, char **argv, char *reply,
+                            size_t cap)
+{
+    rd_kafka_resp_err_t err;
+    long v;
+
+    if (argc != 4) {
+        snprintf(reply, cap, "error usage: coordinator group|transaction KEY ID");
+        return;
+    }
+    if (strcmp(argv[1], "group") && strcmp(argv[1], "transaction")) {
+        snprintf(reply, cap, "error coordinator type must be group or transaction");
+        return;
+    }
+    if (parse_int(argv[3], 1, b->brokers, &v)) {
+        snprintf(reply, cap, "error bad broker id '%s' (1..%d)", argv[3], b->brokers);
+        return;
+    }
+    err = rd_kafka_mock_coordinator_set(b->mc, argv[1], argv[2], (int32_t)v);
+    if (err) {
+        snprintf(reply, cap, "error coordinator: %s", rd_kafka_err2str(err));
+        return;
+    }
+    snprintf(reply, cap, "ok %s %s coordinator %ld", argv[1], argv[2], v);
+}
+
+/* status */
+static void cmd_status(struct broker *b, int argc, char **argv, char *reply, size_t cap)
+{
+    int any;
+
+    (void)argv;
+    if (argc != 1) {
+        snprintf(reply, cap, "error usage: status");
+        return;
+    }
+    snprintf(reply, cap, "ok brokers=%d bootstrap=%s down=", b->brokers, b->bootstraps);
+    any = 0;
+    for (int i = 1; i <= b->brokers; i++)
+        if (b->down[i]) {
+            rappend(reply, cap, "%s%d", any ? "," : "", i);
+            any = 1;
+        }
+    rappend(reply, cap, "%s rtt=", any ? "" : "-");
+    any = 0;
+    for (int i = 1; i <= b->brokers; i++)
+        if (b->rtt[i]) {
+            rappend(reply, cap, "%s%d:%d", any ? "," : "", i, b->rtt[i]);
+            any = 1;
+        }
+    rappend(reply, cap, "%s topics=", any ? "" : "-");
+    for (int i = 0; i < b->ntopics; i++)
+        rappend(reply, cap, "%s%s:%d", i ? "," : "", b->topics[i].name,
+                b->topics[i].partitions);
+    if (b->ntopics == 0)
+        rappend(reply, cap, "-");
+}
+
+/* help (extra words are ignored) */
+static void cmd_help(struct broker *b, int argc, char **argv, char *reply, size_t cap)
+{
+    (void)b;
+    (void)argc;
+    (void)argv;
+    snprintf(reply, cap,
+             "ok commands: down ID|all; up ID|all; rtt ID|all MS; "
+             "errors APIKEY COUNT ERR; leader TOPIC PARTITION ID; "
+             "coordinator group|transaction KEY ID; status; help");
+}
+
+static const struct command {
+    const char *name;
+    command_fn *run;
+} commands[] = {
+    { "down", cmd_down_up },
+    { "up", cmd_down_up },
+    { "rtt", cmd_rtt },
+    { "errors", cmd_errors },
+    { "leader", cmd_leader },
+    { "coordinator", cmd_coordinator },
+    { "status", cmd_status },
+    { "help", cmd_help },
+};
+
 /* execute: runs one command line (already without its newline) and writes the
  * one-line reply (no newline) into reply. Never fails: bad input gives an
  * "error <reason>" reply. */
@@ -280,9 +498,6 @@ static void execute(struct broker *b, char *line, char *reply, size_t cap)
     char *argv[8];
     int argc = 0;
     char *save = NULL;
-    rd_kafka_resp_err_t err;
-    int32_t id;
-    long v;
 
     reply[0] = '\0';
     for (char *tok = strtok_r(line, " \t\r", &save); tok;
@@ -297,161 +512,13 @@ static void execute(struct broker *b, char *line, char *reply, size_t cap)
         snprintf(reply, cap, "error empty command (try: help)");
         return;
     }
-
-    const char *cmd = argv[0];
-    if (strcmp(cmd, "down") == 0 || strcmp(cmd, "up") == 0) {
-        int down = cmd[0] == 'd';
-        if (argc != 2) {
-            snprintf(reply, cap, "error usage: %s ID|all", cmd);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[0], commands[i].name) == 0) {
+            commands[i].run(b, argc, argv, reply, cap);
             return;
         }
-        if (parse_broker(b, argv[1], &id)) {
-            snprintf(reply, cap, "error bad broker id '%s' (1..%d or all)", argv[1],
-                     b->brokers);
-            return;
-        }
-        err = down ? rd_kafka_mock_broker_set_down(b->mc, id)
-                   : rd_kafka_mock_broker_set_up(b->mc, id);
-        if (err) {
-            snprintf(reply, cap, "error %s: %s", cmd, rd_kafka_err2str(err));
-            return;
-        }
-        set_broker_state(b, id, b->down, down);
-        snprintf(reply, cap, "ok broker %s %s", argv[1], down ? "down" : "up");
-    } else if (strcmp(cmd, "rtt") == 0) {
-        if (argc != 3) {
-            snprintf(reply, cap, "error usage: rtt ID|all MS");
-            return;
-        }
-        if (parse_broker(b, argv[1], &id)) {
-            snprintf(reply, cap, "error bad broker id '%s' (1..%d or all)", argv[1],
-                     b->brokers);
-            return;
-        }
-        if (parse_int(argv[2], 0, 600000, &v)) {
-            snprintf(reply, cap, "error bad rtt '%s' (0..600000 ms)", argv[2]);
-            return;
-        }
-        err = rd_kafka_mock_broker_set_rtt(b->mc, id, (int)v);
-        if (err) {
-            snprintf(reply, cap, "error rtt: %s", rd_kafka_err2str(err));
-            return;
-        }
-        set_broker_state(b, id, b->rtt, (int)v);
-        snprintf(reply, cap, "ok broker %s rtt %ld ms", argv[1], v);
-    } else if (strcmp(cmd, "errors") == 0) {
-        int16_t key;
-        rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
-        if (argc != 4 && !(argc == 3 && strcmp(argv[2], "0") == 0)) {
-            snprintf(reply, cap, "error usage: errors APIKEY COUNT ERRCODE");
-            return;
-        }
-        if (parse_apikey(argv[1], &key)) {
-            snprintf(reply, cap, "error unknown api key '%s' (e.g. Produce, Fetch, 0..%d)",
-                     argv[1], N_API - 1);
-            return;
-        }
-        if (parse_int(argv[2], 0, 100000, &v)) {
-            snprintf(reply, cap, "error bad count '%s' (0..100000)", argv[2]);
-            return;
-        }
-        if (v == 0) {
-            rd_kafka_mock_clear_request_errors(b->mc, key);
-            snprintf(reply, cap, "ok cleared errors for %s", api_names[key]);
-            return;
-        }
-        if (parse_errcode(argv[3], &code)) {
-            snprintf(reply, cap,
-                     "error unknown error code '%s' (e.g. NOT_LEADER_FOR_PARTITION, "
-                     "_TRANSPORT, 6)", argv[3]);
-            return;
-        }
-        rd_kafka_resp_err_t *arr = malloc((size_t)v * sizeof *arr);
-        if (!arr) {
-            snprintf(reply, cap, "error out of memory");
-            return;
-        }
-        for (long i = 0; i < v; i++)
-            arr[i] = code;
-        rd_kafka_mock_push_request_errors_array(b->mc, key, (size_t)v, arr);
-        free(arr);
-        snprintf(reply, cap, "ok next %ld %s requests fail with %s", v, api_names[key],
-                 rd_kafka_err2name(code));
-    } else if (strcmp(cmd, "leader") == 0) {
-        long part;
-        if (argc != 4) {
-            snprintf(reply, cap, "error usage: leader TOPIC PARTITION ID");
-            return;
-        }
-        if (parse_int(argv[2], 0, INT32_MAX, &part)) {
-            snprintf(reply, cap, "error bad partition '%s'", argv[2]);
-            return;
-        }
-        if (parse_int(argv[3], -1, b->brokers, &v) || v == 0) {
-            snprintf(reply, cap, "error bad broker id '%s' (1..%d or -1)", argv[3],
-                     b->brokers);
-            return;
-        }
-        err = rd_kafka_mock_partition_set_leader(b->mc, argv[1], (int32_t)part,
-                                                 (int32_t)v);
-        if (err) {
-            snprintf(reply, cap, "error leader: %s", rd_kafka_err2str(err));
-            return;
-        }
-        snprintf(reply, cap, "ok %s [%ld] leader %ld", argv[1], part, v);
-    } else if (strcmp(cmd, "coordinator") == 0) {
-        if (argc != 4) {
-            snprintf(reply, cap, "error usage: coordinator group|transaction KEY ID");
-            return;
-        }
-        if (strcmp(argv[1], "group") && strcmp(argv[1], "transaction")) {
-            snprintf(reply, cap, "error coordinator type must be group or transaction");
-            return;
-        }
-        if (parse_int(argv[3], 1, b->brokers, &v)) {
-            snprintf(reply, cap, "error bad broker id '%s' (1..%d)", argv[3], b->brokers);
-            return;
-        }
-        err = rd_kafka_mock_coordinator_set(b->mc, argv[1], argv[2], (int32_t)v);
-        if (err) {
-            snprintf(reply, cap, "error coordinator: %s", rd_kafka_err2str(err));
-            return;
-        }
-        snprintf(reply, cap, "ok %s %s coordinator %ld", argv[1], argv[2], v);
-    } else if (strcmp(cmd, "status") == 0) {
-        int any;
-        if (argc != 1) {
-            snprintf(reply, cap, "error usage: status");
-            return;
-        }
-        snprintf(reply, cap, "ok brokers=%d bootstrap=%s down=", b->brokers, b->bootstraps);
-        any = 0;
-        for (int i = 1; i <= b->brokers; i++)
-            if (b->down[i]) {
-                rappend(reply, cap, "%s%d", any ? "," : "", i);
-                any = 1;
-            }
-        rappend(reply, cap, "%s rtt=", any ? "" : "-");
-        any = 0;
-        for (int i = 1; i <= b->brokers; i++)
-            if (b->rtt[i]) {
-                rappend(reply, cap, "%s%d:%d", any ? "," : "", i, b->rtt[i]);
-                any = 1;
-            }
-        rappend(reply, cap, "%s topics=", any ? "" : "-");
-        for (int i = 0; i < b->ntopics; i++)
-            rappend(reply, cap, "%s%s:%d", i ? "," : "", b->topics[i].name,
-                    b->topics[i].partitions);
-        if (b->ntopics == 0)
-            rappend(reply, cap, "-");
-    } else if (strcmp(cmd, "help") == 0) {
-        snprintf(reply, cap,
-                 "ok commands: down ID|all; up ID|all; rtt ID|all MS; "
-                 "errors APIKEY COUNT ERR; leader TOPIC PARTITION ID; "
-                 "coordinator group|transaction KEY ID; status; help");
-    } else {
-        snprintf(reply, cap, "error unknown command '%.64s' (try: help)", cmd);
     }
+    snprintf(reply, cap, "error unknown command '%.64s' (try: help)", argv[0]);
 }
 
 /* ---- control socket ----------------------------------------------------- */
@@ -680,6 +747,43 @@ static int write_bootstrap_file(const char *path, const char *bootstraps)
 
 /* ---- startup, loop, shutdown -------------------------------------------- */
 
+/* add_topic: one --topic NAME[:P] into b->topics (partitions 0 when there is
+ * no :P, for --partitions to fill in); returns 0, or 2 after a line on stderr. */
+static int add_topic(struct broker *b, const char *arg)
+{
+    const char *colon = strrchr(arg, ':');
+    long v;
+
+    if (b->ntopics == MAX_TOPICS) {
+        fprintf(stderr, "chatd-mockbroker: at most %d topics\n", MAX_TOPICS);
+        return 2;
+    }
+    b->topics[b->ntopics].partitions = 0; /* 0: use --partitions */
+    if (colon) {
+        if (parse_int(colon + 1, 1, 100000, &v)) {
+            fprintf(stderr, "chatd-mockbroker: bad partition count in --topic '%s'\n",
+                    arg);
+            return 2;
+        }
+        b->topics[b->ntopics].partitions = (int)v;
+    }
+    /* Kafka topic names: [a-zA-Z0-9._-], 1..249 bytes. argv stays
+     * untouched so ps shows the command line as given. */
+    size_t n = colon ? (size_t)(colon - arg) : strlen(arg);
+    if (n == 0 || n > 249 || strspn(arg, "abcdefghijklmnopqrstuvwxyz"
+                                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") < n) {
+        fprintf(stderr, "chatd-mockbroker: bad topic name in '%s' "
+                        "(1..249 of [a-zA-Z0-9._-])\n", arg);
+        return 2;
+    }
+    memcpy(b->topics[b->ntopics].name, arg, n);
+    b->topics[b->ntopics++].name[n] = '\0';
+    return 0;
+}
+
+/* parse_args: fills b from the command line; returns 0, or 2 on bad usage
+ * (after a line on stderr); --help prints usage() and exits 0. Its ~60 lines
+ * are one flat getopt switch, a case per option: it reads best as one. */
 static int parse_args(struct broker *b, int argc, char **argv)
 {
     enum { O_BROKERS = 1, O_TOPIC, O_PARTITIONS, O_BOOTSTRAP, O_CONTROL, O_HELP };
@@ -707,34 +811,10 @@ static int parse_args(struct broker *b, int argc, char **argv)
             }
             b->brokers = (int)v;
             break;
-        case O_TOPIC: {
-            char *colon = strrchr(optarg, ':');
-            if (b->ntopics == MAX_TOPICS) {
-                fprintf(stderr, "chatd-mockbroker: at most %d topics\n", MAX_TOPICS);
+        case O_TOPIC:
+            if (add_topic(b, optarg))
                 return 2;
-            }
-            b->topics[b->ntopics].partitions = 0; /* 0: use --partitions */
-            if (colon) {
-                if (parse_int(colon + 1, 1, 100000, &v)) {
-                    fprintf(stderr, "chatd-mockbroker: bad partition count in --topic '%s'\n",
-                            optarg);
-                    return 2;
-                }
-                b->topics[b->ntopics].partitions = (int)v;
-            }
-            /* Kafka topic names: [a-zA-Z0-9._-], 1..249 bytes. argv stays
-             * untouched so ps shows the command line as given. */
-            size_t n = colon ? (size_t)(colon - optarg) : strlen(optarg);
-            if (n == 0 || n > 249 || strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
-                                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") < n) {
-                fprintf(stderr, "chatd-mockbroker: bad topic name in '%s' "
-                                "(1..249 of [a-zA-Z0-9._-])\n", optarg);
-                return 2;
-            }
-            memcpy(b->topics[b->ntopics].name, optarg, n);
-            b->topics[b->ntopics++].name[n] = '\0';
             break;
-        }
         case O_PARTITIONS:
             if (parse_int(optarg, 1, 100000, &v)) {
                 fprintf(stderr, "chatd-mockbroker: --partitions wants 1..100000, got '%s'\n",
