@@ -11,7 +11,7 @@
 
 #include "proto/utf8.h"
 
-/* A writer appends one packet; the first failure sticks and sio_w_end()
+/* A writer appends one packet; the first failure sticks and w_end()
  * then rolls the buffer back to where the packet started. */
 typedef struct sio_w {
     proto_mp_buf *b;
