@@ -22,6 +22,56 @@
 #include "runtime/rt.h"
 #include "runtime/sup.h"
 
+/* Started in this order, stopped in the reverse: the socket stops taking
+ * clients first, the store last. */
+static const struct {
+    unsigned role;
+    const char *name;
+    const rt_actor_spec *spec;
+} actors[] = {
+    { CHATD_ROLE_STORE, CHATD_STORE, &chatd_store_spec },
+    { CHATD_ROLE_FANOUT, CHATD_FANOUT, &chatd_fanout_spec },
+    { CHATD_ROLE_CONSUMER, CHATD_CONSUMER, &chatd_consumer_spec },
+    { CHATD_ROLE_PRODUCER, CHATD_PRODUCER, &chatd_producer_spec },
+    { CHATD_ROLE_SOCKET, CHATD_SOCKET, &chatd_socket_spec },
+};
+#define NACTORS (sizeof(actors) / sizeof(actors[0]))
+
+/* Roles name the work a node takes; the actors that work needs come with it.
+ * A node serving clients answers history and join-since from PostgreSQL
+ * itself (its store actor only reads: no consumer feeds it), and a node
+ * storing messages publishes them to Redis itself (its fanout actor only
+ * publishes: no socket subscribes through it). */
+static void
+add_needed_roles(chatd_config *cfg)
+{
+    if (cfg->roles & CHATD_ROLE_SOCKET)
+        cfg->roles |= CHATD_ROLE_STORE | CHATD_ROLE_FANOUT;
+    if (cfg->roles & CHATD_ROLE_STORE)
+        cfg->roles |= CHATD_ROLE_FANOUT;
+}
+
+/* Fills children (room for NACTORS) with the actors of cfg's roles, in start
+ * order; returns how many. Each child's argument points into cfg or
+ * fanout_arg, which must outlive the supervisor. */
+static size_t
+role_children(const chatd_config *cfg, const chatd_fanout_arg *fanout_arg,
+              rt_child_spec *children)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < NACTORS; i++) {
+        if (!(cfg->roles & actors[i].role))
+            continue;
+        children[n++] = (rt_child_spec){
+            .name = actors[i].name, .actor = actors[i].spec,
+            .arg = actors[i].spec == &chatd_fanout_spec ? (const void *)fanout_arg
+                                                        : (const void *)cfg,
+            .restart = RT_PERMANENT, .shutdown_ms = 10000,
+        };
+    }
+    return n;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -47,38 +97,10 @@ main(int argc, char **argv)
         return 2;
     }
 
-    /* Started in this order, stopped in the reverse: the socket stops taking
-     * clients first, the store last. */
-    static const struct { unsigned role; const char *name; const rt_actor_spec *spec; } all[] = {
-        { CHATD_ROLE_STORE, CHATD_STORE, &chatd_store_spec },
-        { CHATD_ROLE_FANOUT, CHATD_FANOUT, &chatd_fanout_spec },
-        { CHATD_ROLE_CONSUMER, CHATD_CONSUMER, &chatd_consumer_spec },
-        { CHATD_ROLE_PRODUCER, CHATD_PRODUCER, &chatd_producer_spec },
-        { CHATD_ROLE_SOCKET, CHATD_SOCKET, &chatd_socket_spec },
-    };
-    /* Roles name the work a node takes; the actors that work needs come
-     * with it. A node serving clients answers history and join-since from
-     * PostgreSQL itself (its store actor only reads: no consumer feeds it),
-     * and a node storing messages publishes them to Redis itself (its fanout
-     * actor only publishes: no socket subscribes through it). */
-    if (cfg.roles & CHATD_ROLE_SOCKET)
-        cfg.roles |= CHATD_ROLE_STORE | CHATD_ROLE_FANOUT;
-    if (cfg.roles & CHATD_ROLE_STORE)
-        cfg.roles |= CHATD_ROLE_FANOUT;
-
+    add_needed_roles(&cfg);
     chatd_fanout_arg fanout_arg = { .cfg = &cfg };
-    rt_child_spec children[5];
-    size_t n = 0;
-    for (size_t i = 0; i < 5; i++) {
-        if (!(cfg.roles & all[i].role))
-            continue;
-        children[n++] = (rt_child_spec){
-            .name = all[i].name, .actor = all[i].spec,
-            .arg = all[i].spec == &chatd_fanout_spec ? (const void *)&fanout_arg
-                                                     : (const void *)&cfg,
-            .restart = RT_PERMANENT, .shutdown_ms = 10000,
-        };
-    }
+    rt_child_spec children[NACTORS];
+    size_t n = role_children(&cfg, &fanout_arg, children);
     /* Backend outages are retried with backoff up to 5 s; 50 restarts in a
      * minute means something is broken beyond waiting: exit and be restarted. */
     rt_sup_spec root = {

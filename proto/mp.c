@@ -106,6 +106,72 @@ be(const uint8_t *p, size_t n)
 }
 
 /*
+ * Reads the header of the value at p[*i] and moves *i past it: *skip gets the
+ * number of bytes of payload that follow (string, binary, ext or number
+ * bytes) and *items the number of values nested in it (twice the entries of
+ * a map). False when the header is cut short or the type byte is 0xc1.
+ */
+static bool
+read_header(const uint8_t *p, size_t len, size_t *i, uint64_t *skip, uint64_t *items)
+{
+    if (*i >= len)
+        return false;
+    uint8_t c = p[(*i)++];
+    size_t hdr = 0;
+    *skip = 0;
+    *items = 0;
+
+    if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+        return true;                                          /* fixint, nil, bool */
+    if (c >= 0x80 && c <= 0x8f) {
+        *items = (uint64_t)(c & 0x0f) * 2;
+        return true;
+    }
+    if (c >= 0x90 && c <= 0x9f) {
+        *items = c & 0x0f;
+        return true;
+    }
+    if (c >= 0xa0 && c <= 0xbf) {
+        *skip = c & 0x1f;
+        return true;
+    }
+    switch (c) {
+    case 0xc4: case 0xd9: hdr = 1; break;             /* bin8, str8 */
+    case 0xc5: case 0xda: hdr = 2; break;             /* bin16, str16 */
+    case 0xc6: case 0xdb: hdr = 4; break;             /* bin32, str32 */
+    case 0xc7: hdr = 1; *skip = 1; break;             /* ext8 (+type) */
+    case 0xc8: hdr = 2; *skip = 1; break;
+    case 0xc9: hdr = 4; *skip = 1; break;
+    case 0xcc: case 0xd0: *skip = 1; break;
+    case 0xcd: case 0xd1: *skip = 2; break;
+    case 0xca: case 0xce: case 0xd2: *skip = 4; break;
+    case 0xcb: case 0xcf: case 0xd3: *skip = 8; break;
+    case 0xd4: *skip = 2; break;                      /* fixext */
+    case 0xd5: *skip = 3; break;
+    case 0xd6: *skip = 5; break;
+    case 0xd7: *skip = 9; break;
+    case 0xd8: *skip = 17; break;
+    case 0xdc: case 0xdd: case 0xde: case 0xdf: {
+        size_t n = (c == 0xdc || c == 0xde) ? 2 : 4;
+        if (len - *i < n)
+            return false;
+        *items = be(p + *i, n) * ((c == 0xde || c == 0xdf) ? 2 : 1);
+        *i += n;
+        return true;
+    }
+    default:
+        return false;                                 /* 0xc1: never used */
+    }
+    if (hdr) {
+        if (len - *i < hdr)
+            return false;
+        *skip += be(p + *i, hdr);
+        *i += hdr;
+    }
+    return true;
+}
+
+/*
  * Walks the encoding without building anything and checks that every
  * container's declared element count fits in the bytes left (each element
  * takes at least one byte) and that nesting stays within PROTO_MP_DEPTH_MAX.
@@ -125,55 +191,9 @@ precheck(const uint8_t *p, size_t len)
             continue;
         }
         pending[depth]--;
-        if (i >= len)
+        uint64_t skip, items;
+        if (!read_header(p, len, &i, &skip, &items))
             return false;
-        uint8_t c = p[i++];
-        uint64_t skip = 0, items = 0;
-        size_t hdr = 0;
-
-        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
-            /* fixint, nil, bool */
-        } else if (c >= 0x80 && c <= 0x8f) {
-            items = (uint64_t)(c & 0x0f) * 2;
-        } else if (c >= 0x90 && c <= 0x9f) {
-            items = c & 0x0f;
-        } else if (c >= 0xa0 && c <= 0xbf) {
-            skip = c & 0x1f;
-        } else {
-            switch (c) {
-            case 0xc4: case 0xd9: hdr = 1; break;             /* bin8, str8 */
-            case 0xc5: case 0xda: hdr = 2; break;             /* bin16, str16 */
-            case 0xc6: case 0xdb: hdr = 4; break;             /* bin32, str32 */
-            case 0xc7: hdr = 1; skip = 1; break;              /* ext8 (+type) */
-            case 0xc8: hdr = 2; skip = 1; break;
-            case 0xc9: hdr = 4; skip = 1; break;
-            case 0xcc: case 0xd0: skip = 1; break;
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xca: case 0xce: case 0xd2: skip = 4; break;
-            case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
-            case 0xd4: skip = 2; break;                       /* fixext */
-            case 0xd5: skip = 3; break;
-            case 0xd6: skip = 5; break;
-            case 0xd7: skip = 9; break;
-            case 0xd8: skip = 17; break;
-            case 0xdc: case 0xdd: case 0xde: case 0xdf: {
-                size_t n = (c == 0xdc || c == 0xde) ? 2 : 4;
-                if (len - i < n)
-                    return false;
-                items = be(p + i, n) * ((c == 0xde || c == 0xdf) ? 2 : 1);
-                i += n;
-                break;
-            }
-            default:
-                return false;                                 /* 0xc1: never used */
-            }
-            if (hdr) {
-                if (len - i < hdr)
-                    return false;
-                skip += be(p + i, hdr);
-                i += hdr;
-            }
-        }
         if (skip > len - i)
             return false;
         i += (size_t)skip;

@@ -1,9 +1,11 @@
+/*
+ * The incoming half of the sio codec (sio.h): sio_parse() reads a frame,
+ * sio_request_parse() validates an event. The sio_encode_*() writers are in
+ * sio_encode.c.
+ */
 #include "proto/sio.h"
 
-#include <inttypes.h>
 #include <limits.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "proto/utf8.h"
@@ -125,6 +127,68 @@ parse_event(sio_packet *pkt, bool binary, bool ack_ok, const char *payload, size
     return set_kind(pkt, SIO_PKT_EVENT);
 }
 
+/* The attachment count of a binary packet: up to 9 digits and a '-', read
+ * from s[*i]. False when they are not there. */
+static bool
+parse_attachments(sio_packet *pkt, const char *s, size_t n, size_t *i)
+{
+    size_t start = *i;
+    unsigned long count = 0;
+    while (*i < n && is_digit(s[*i]) && *i - start < 9)
+        count = count * 10 + (unsigned long)(s[(*i)++] - '0');
+    if (*i == start || *i >= n || s[*i] != '-')
+        return false;
+    pkt->attachments = count;
+    (*i)++;
+    return true;
+}
+
+/* A namespace, when s[*i] starts one: up to the ',' (consumed) or the end.
+ * False when it holds a control character or is too long. */
+static bool
+parse_nsp(sio_packet *pkt, const char *s, size_t n, size_t *i)
+{
+    if (*i >= n || s[*i] != '/')
+        return true;
+    size_t start = *i;
+    while (*i < n && s[*i] != ',') {
+        unsigned char c = (unsigned char)s[*i];
+        if (c < 0x20 || c == 0x7F || *i - start >= SIO_NSP_MAX)
+            return false;
+        (*i)++;
+    }
+    pkt->nsp = s + start;
+    pkt->nsp_len = *i - start;
+    if (*i < n)
+        (*i)++;                                 /* the ',' */
+    return true;
+}
+
+/* The ack id, when digits follow at s[*i]. It comes before the JSON so that
+ * it can be read even when the JSON cannot. Every digit belongs to it, as in
+ * socket.io-parser. False when the digits do not make a readable id (above
+ * SIO_ACK_ID_MAX); they are consumed all the same. */
+static bool
+parse_ack_id(sio_packet *pkt, const char *s, size_t n, size_t *i)
+{
+    if (*i >= n || !is_digit(s[*i]))
+        return true;
+    bool ok = true;
+    uint64_t id = 0;
+    for (; *i < n && is_digit(s[*i]); (*i)++) {
+        unsigned d = (unsigned)(s[*i] - '0');
+        if (id > (SIO_ACK_ID_MAX - d) / 10)
+            ok = false;
+        else
+            id = id * 10 + d;
+    }
+    if (ok) {
+        pkt->has_ack = true;
+        pkt->ack_id = id;
+    }
+    return ok;
+}
+
 /* The Socket.IO packet inside an Engine.IO message (s excludes the '4'):
  *
  *     <type>[<attachments>-][<nsp>,][<ack id>][<json>]
@@ -137,49 +201,13 @@ parse_socketio(sio_packet *pkt, const char *s, size_t n)
     char type = s[0];
     size_t i = 1;
 
-    if (type == SIO_BINARY_EVENT || type == SIO_BINARY_ACK) {
-        size_t start = i;
-        unsigned long count = 0;
-        while (i < n && is_digit(s[i]) && i - start < 9)
-            count = count * 10 + (unsigned long)(s[i++] - '0');
-        if (i == start || i >= n || s[i] != '-')
-            return set_kind(pkt, SIO_PKT_INVALID);
-        pkt->attachments = count;
-        i++;
-    }
-
-    if (i < n && s[i] == '/') {
-        size_t start = i;
-        while (i < n && s[i] != ',') {
-            unsigned char c = (unsigned char)s[i];
-            if (c < 0x20 || c == 0x7F || i - start >= SIO_NSP_MAX)
-                return set_kind(pkt, SIO_PKT_INVALID);
-            i++;
-        }
-        pkt->nsp = s + start;
-        pkt->nsp_len = i - start;
-        if (i < n)
-            i++;                                /* the ',' */
-    }
+    if ((type == SIO_BINARY_EVENT || type == SIO_BINARY_ACK) &&
+        !parse_attachments(pkt, s, n, &i))
+        return set_kind(pkt, SIO_PKT_INVALID);
+    if (!parse_nsp(pkt, s, n, &i))
+        return set_kind(pkt, SIO_PKT_INVALID);
     bool root_nsp = pkt->nsp_len == 1;
-
-    /* The ack id comes before the JSON so that it can be read even when the
-     * JSON cannot. Every digit belongs to it, as in socket.io-parser. */
-    bool ack_ok = true;
-    if (i < n && is_digit(s[i])) {
-        uint64_t id = 0;
-        for (; i < n && is_digit(s[i]); i++) {
-            unsigned d = (unsigned)(s[i] - '0');
-            if (id > (SIO_ACK_ID_MAX - d) / 10)
-                ack_ok = false;
-            else
-                id = id * 10 + d;
-        }
-        if (ack_ok) {
-            pkt->has_ack = true;
-            pkt->ack_id = id;
-        }
-    }
+    bool ack_ok = parse_ack_id(pkt, s, n, &i);
     const char *payload = s + i;
     size_t plen = n - i;
 
@@ -306,11 +334,65 @@ get_opt_int(const json_t *args, const char *key, json_int_t min, json_int_t max,
     return true;
 }
 
+/* Every check below answers bad_request with a message and returns. */
+#define BAD(msg) do { *message = (msg); return SIO_E_BAD_REQUEST; } while (0)
+
+static sio_error
+validate_join(const json_t *args, sio_request *req, const char **message)
+{
+    bool present;
+    json_int_t v = 0;
+    if (!get_opt_int(args, "since", 0, LLONG_MAX, &present, &v))
+        BAD("since must be an integer >= 0");
+    req->has_since = present;
+    req->since = present ? (uint64_t)v : 0;
+    return SIO_OK;
+}
+
+/* too_large comes after every bad_request check of the message. */
+static sio_error
+validate_message(const json_t *args, sio_request *req, const char **message)
+{
+    if (!get_string(args, "id", &req->id, &req->id_len))
+        BAD("id must be a string");
+    if (proto_check_msgid(req->id, req->id_len) != PROTO_OK)
+        BAD("invalid id");
+    if (!get_string(args, "text", &req->text, &req->text_len))
+        BAD("text must be a string");
+    switch (proto_check_text(req->text, req->text_len)) {
+    case PROTO_OK:
+        return SIO_OK;
+    case PROTO_E_TOO_LONG:
+        if (!proto_utf8_valid(req->text, req->text_len))
+            BAD("text is not UTF-8");
+        *message = "text over 4096 bytes";
+        return SIO_E_TOO_LARGE;
+    case PROTO_E_EMPTY:
+        BAD("empty text");
+    default:
+        BAD("text is not UTF-8");
+    }
+}
+
+static sio_error
+validate_history(const json_t *args, sio_request *req, const char **message)
+{
+    bool present;
+    json_int_t v = 0;
+    if (!get_opt_int(args, "before", 0, LLONG_MAX, &present, &v))
+        BAD("before must be an integer >= 0");
+    req->has_before = present;
+    req->before = present ? (uint64_t)v : 0;
+    if (!get_opt_int(args, "limit", 1, SIO_HISTORY_LIMIT_MAX, &present, &v))
+        BAD("limit must be an integer from 1 to 200");
+    req->limit = present ? (unsigned)v : SIO_HISTORY_LIMIT_DEFAULT;
+    return SIO_OK;
+}
+
 static sio_error
 validate(const sio_packet *pkt, const char *user, size_t user_len, sio_request *req,
          const char **message)
 {
-#define BAD(msg) do { *message = (msg); return SIO_E_BAD_REQUEST; } while (0)
     if (pkt->kind != SIO_PKT_EVENT)
         BAD("not an event");
     if (pkt->err != SIO_OK) {
@@ -329,63 +411,32 @@ validate(const sio_packet *pkt, const char *user, size_t user_len, sio_request *
     if (proto_check_room(req->room, req->room_len) != PROTO_OK)
         BAD("invalid room");
 
-    bool present;
-    json_int_t v = 0;
-    bool text_too_large = false;
+    sio_error err = SIO_OK;
     switch (req->event) {
     case SIO_EV_JOIN:
-        if (!get_opt_int(args, "since", 0, LLONG_MAX, &present, &v))
-            BAD("since must be an integer >= 0");
-        req->has_since = present;
-        req->since = present ? (uint64_t)v : 0;
+        err = validate_join(args, req, message);
         break;
     case SIO_EV_MESSAGE:
-        if (!get_string(args, "id", &req->id, &req->id_len))
-            BAD("id must be a string");
-        if (proto_check_msgid(req->id, req->id_len) != PROTO_OK)
-            BAD("invalid id");
-        if (!get_string(args, "text", &req->text, &req->text_len))
-            BAD("text must be a string");
-        switch (proto_check_text(req->text, req->text_len)) {
-        case PROTO_OK:
-            break;
-        case PROTO_E_TOO_LONG:
-            /* too_large comes after every bad_request check: keep going. */
-            if (!proto_utf8_valid(req->text, req->text_len))
-                BAD("text is not UTF-8");
-            text_too_large = true;
-            break;
-        case PROTO_E_EMPTY:
-            BAD("empty text");
-        default:
-            BAD("text is not UTF-8");
-        }
+        err = validate_message(args, req, message);
         break;
     case SIO_EV_HISTORY:
-        if (!get_opt_int(args, "before", 0, LLONG_MAX, &present, &v))
-            BAD("before must be an integer >= 0");
-        req->has_before = present;
-        req->before = present ? (uint64_t)v : 0;
-        if (!get_opt_int(args, "limit", 1, SIO_HISTORY_LIMIT_MAX, &present, &v))
-            BAD("limit must be an integer from 1 to 200");
-        req->limit = present ? (unsigned)v : SIO_HISTORY_LIMIT_DEFAULT;
+        err = validate_history(args, req, message);
         break;
     default:                                    /* leave, typing, presence */
         break;
     }
+    if (err != SIO_OK)
+        return err;
 
-    if (text_too_large) {
-        *message = "text over 4096 bytes";
-        return SIO_E_TOO_LARGE;
-    }
     if (!proto_room_allows(req->room, req->room_len, user, user_len)) {
         *message = "not a member of this dm room";
         return SIO_E_FORBIDDEN;
     }
     *message = NULL;
     return SIO_OK;
-#undef BAD
 }
+
+#undef BAD
 
 sio_error
 sio_request_parse(const sio_packet *pkt, const char *user, size_t user_len,
@@ -396,268 +447,4 @@ sio_request_parse(const sio_packet *pkt, const char *user, size_t user_len,
     if (err != SIO_OK)
         memset(req, 0, sizeof(*req));
     return err;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Output                                                                   */
-/* ------------------------------------------------------------------------ */
-
-/* A writer appends one packet; the first failure sticks and sio_w_end()
- * then rolls the buffer back to where the packet started. */
-typedef struct sio_w {
-    proto_mp_buf *b;
-    size_t start;
-    proto_err err;
-} sio_w;
-
-static void
-w_begin(sio_w *w, proto_mp_buf *b)
-{
-    w->b = b;
-    w->start = b->len;
-    w->err = PROTO_OK;
-}
-
-static proto_err
-w_end(sio_w *w)
-{
-    if (w->err != PROTO_OK) {
-        w->b->len = w->start;
-        w->b->failed = false;
-    }
-    return w->err;
-}
-
-static void
-w_fail(sio_w *w, proto_err err)
-{
-    if (w->err == PROTO_OK)
-        w->err = err;
-}
-
-static void
-w_bytes(sio_w *w, const char *s, size_t n)
-{
-    if (w->err == PROTO_OK)
-        w_fail(w, proto_mp_buf_append(w->b, s, n));
-}
-
-static void
-w_lit(sio_w *w, const char *s)
-{
-    w_bytes(w, s, strlen(s));
-}
-
-static void
-w_u64(sio_w *w, uint64_t v)
-{
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
-    w_bytes(w, tmp, (size_t)n);
-}
-
-static void
-w_i64(sio_w *w, int64_t v)
-{
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
-    w_bytes(w, tmp, (size_t)n);
-}
-
-/* A JSON string literal, quotes included. The input must be UTF-8; quote,
- * backslash and C0 controls are escaped, everything else passes through. */
-static void
-w_json_str(sio_w *w, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    if (!proto_utf8_valid(s, n)) {
-        w_fail(w, PROTO_E_UTF8);
-        return;
-    }
-    w_bytes(w, "\"", 1);
-    size_t run = 0;                             /* start of unescaped bytes */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        w_bytes(w, s + run, i - run);
-        run = i + 1;
-        switch (c) {
-        case '"':  w_bytes(w, "\\\"", 2); break;
-        case '\\': w_bytes(w, "\\\\", 2); break;
-        case '\b': w_bytes(w, "\\b", 2); break;
-        case '\f': w_bytes(w, "\\f", 2); break;
-        case '\n': w_bytes(w, "\\n", 2); break;
-        case '\r': w_bytes(w, "\\r", 2); break;
-        case '\t': w_bytes(w, "\\t", 2); break;
-        default: {
-            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            w_bytes(w, esc, sizeof(esc));
-        }
-        }
-    }
-    w_bytes(w, s + run, n - run);
-    w_bytes(w, "\"", 1);
-}
-
-static int
-w_dump_cb(const char *buffer, size_t size, void *data)
-{
-    sio_w *w = data;
-    w_bytes(w, buffer, size);
-    return w->err == PROTO_OK ? 0 : -1;
-}
-
-proto_err
-sio_encode_open(proto_mp_buf *b, const char *sid, size_t sid_len, unsigned ping_interval_ms,
-                unsigned ping_timeout_ms, unsigned long max_payload)
-{
-    sio_w w;
-    w_begin(&w, b);
-    w_lit(&w, "0{\"sid\":");
-    w_json_str(&w, sid, sid_len);
-    w_lit(&w, ",\"upgrades\":[],\"pingInterval\":");
-    w_u64(&w, ping_interval_ms);
-    w_lit(&w, ",\"pingTimeout\":");
-    w_u64(&w, ping_timeout_ms);
-    w_lit(&w, ",\"maxPayload\":");
-    w_u64(&w, max_payload);
-    w_lit(&w, "}");
-    return w_end(&w);
-}
-
-proto_err
-sio_encode_ping(proto_mp_buf *b)
-{
-    sio_w w;
-    w_begin(&w, b);
-    w_lit(&w, "2");
-    return w_end(&w);
-}
-
-proto_err
-sio_encode_pong(proto_mp_buf *b, const char *data, size_t len)
-{
-    sio_w w;
-    w_begin(&w, b);
-    if (!proto_utf8_valid(data, len))
-        w_fail(&w, PROTO_E_UTF8);
-    w_lit(&w, "3");
-    w_bytes(&w, data, len);
-    return w_end(&w);
-}
-
-proto_err
-sio_encode_connect(proto_mp_buf *b, const char *sid, size_t sid_len)
-{
-    sio_w w;
-    w_begin(&w, b);
-    w_lit(&w, "40{\"sid\":");
-    w_json_str(&w, sid, sid_len);
-    w_lit(&w, "}");
-    return w_end(&w);
-}
-
-proto_err
-sio_encode_connect_error(proto_mp_buf *b, const char *nsp, size_t nsp_len, const char *message)
-{
-    sio_w w;
-    w_begin(&w, b);
-    if (nsp_len == 0 || nsp[0] != '/' || memchr(nsp, ',', nsp_len) != NULL)
-        w_fail(&w, PROTO_E_SYNTAX);
-    else if (!proto_utf8_valid(nsp, nsp_len))
-        w_fail(&w, PROTO_E_UTF8);
-    w_lit(&w, "44");
-    if (nsp_len > 1) {
-        w_bytes(&w, nsp, nsp_len);
-        w_lit(&w, ",");
-    }
-    w_lit(&w, "{\"message\":");
-    w_json_str(&w, message, strlen(message));
-    w_lit(&w, "}");
-    return w_end(&w);
-}
-
-proto_err
-sio_encode_ack_ok(proto_mp_buf *b, uint64_t ack_id, const json_t *fields)
-{
-    sio_w w;
-    w_begin(&w, b);
-    if (fields != NULL && !json_is_object(fields))
-        w_fail(&w, PROTO_E_TYPE);
-    w_lit(&w, "43");
-    w_u64(&w, ack_id);
-    w_lit(&w, "[{\"ok\":true");
-    if (fields != NULL) {
-        /* jansson's iterator API takes a non-const object; it only reads. */
-        json_t *obj = (json_t *)fields;
-        for (void *it = json_object_iter(obj); it && w.err == PROTO_OK;
-             it = json_object_iter_next(obj, it)) {
-            const char *key = json_object_iter_key(it);
-            size_t key_len = json_object_iter_key_len(it);
-            if (key_len == 2 && memcmp(key, "ok", 2) == 0)
-                continue;
-            w_lit(&w, ",");
-            w_json_str(&w, key, key_len);
-            w_lit(&w, ":");
-            if (w.err == PROTO_OK &&
-                json_dump_callback(json_object_iter_value(it), w_dump_cb, &w,
-                                   JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-                w_fail(&w, PROTO_E_UTF8);   /* jansson refused a value */
-        }
-    }
-    w_lit(&w, "}]");
-    return w_end(&w);
-}
-
-proto_err
-sio_encode_ack_error(proto_mp_buf *b, uint64_t ack_id, sio_error err, const char *message)
-{
-    sio_w w;
-    w_begin(&w, b);
-    if (err == SIO_OK || (unsigned)err > SIO_E_UNAVAILABLE)
-        w_fail(&w, PROTO_E_RANGE);
-    w_lit(&w, "43");
-    w_u64(&w, ack_id);
-    w_lit(&w, "[{\"ok\":false,\"error\":{\"code\":\"");
-    w_lit(&w, sio_error_code(err));
-    w_lit(&w, "\",\"message\":");
-    w_json_str(&w, message, strlen(message));
-    w_lit(&w, "}}]");
-    return w_end(&w);
-}
-
-proto_err
-sio_encode_message(proto_mp_buf *b, const sio_message *m)
-{
-    sio_w w;
-    w_begin(&w, b);
-    w_lit(&w, "42[\"message\",{\"room\":");
-    w_json_str(&w, m->room, m->room_len);
-    w_lit(&w, ",\"seq\":");
-    w_u64(&w, m->seq);
-    w_lit(&w, ",\"id\":");
-    w_json_str(&w, m->id, m->id_len);
-    w_lit(&w, ",\"user\":");
-    w_json_str(&w, m->user, m->user_len);
-    w_lit(&w, ",\"text\":");
-    w_json_str(&w, m->text, m->text_len);
-    w_lit(&w, ",\"ts\":");
-    w_i64(&w, m->ts);
-    w_lit(&w, "}]");
-    return w_end(&w);
-}
-
-proto_err
-sio_encode_typing(proto_mp_buf *b, const char *room, size_t room_len, const char *user,
-                  size_t user_len)
-{
-    sio_w w;
-    w_begin(&w, b);
-    w_lit(&w, "42[\"typing\",{\"room\":");
-    w_json_str(&w, room, room_len);
-    w_lit(&w, ",\"user\":");
-    w_json_str(&w, user, user_len);
-    w_lit(&w, "}]");
-    return w_end(&w);
 }
