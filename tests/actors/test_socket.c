@@ -9,6 +9,7 @@
 #include "tests/actors/loopback.h"
 #include "tests/actors/ws_client.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,22 @@ serve_join(rt_runtime *rt, bool subscribe, uint64_t seq)
     assert_int_equal(proto_join_reply_encode(&jr, &b), PROTO_OK);
     reply(rt, &m, PROTO_T_JOIN_REPLY, &b);
     stub_msg_free(&m);
+}
+
+/* c joins room with Socket.IO ack id ack; the test answers for the fanout
+ * (SUBSCRIBE, when subscribe) and the store (seq, nothing missed) and checks
+ * the client's reply. */
+static void
+join_room(rt_runtime *rt, ws_client *c, int ack, const char *room, bool subscribe, uint64_t seq)
+{
+    char join[128], want[192];
+    snprintf(join, sizeof(join), "42%d[\"join\",{\"room\":\"%s\"}]", ack, room);
+    ws_client_send_text(c, join);
+    serve_join(rt, subscribe, seq);
+    snprintf(want, sizeof(want),
+             "43%d[{\"ok\":true,\"room\":\"%s\",\"seq\":%" PRIu64 ",\"missed\":[],\"more\":false}]",
+             ack, room, seq);
+    ws_client_expect_frame(rt, c, want);
 }
 
 static void
@@ -261,16 +278,10 @@ test_join_message_live(void **state)
                                   "\"message\":\"join the room first\"}}]");
     assert_int_equal(stub_pending(CHATD_PRODUCER), 0);
 
-    ws_client_send_text(c, "422[\"join\",{\"room\":\"r\"}]");
-    serve_join(rt, true, 7);
-    ws_client_expect_frame(
-        rt, c, "432[{\"ok\":true,\"room\":\"r\",\"seq\":7,\"missed\":[],\"more\":false}]");
+    join_room(rt, c, 2, "r", true, 7);
 
     /* joining again is idempotent and needs no new subscription */
-    ws_client_send_text(c, "423[\"join\",{\"room\":\"r\"}]");
-    serve_join(rt, false, 7);
-    ws_client_expect_frame(
-        rt, c, "433[{\"ok\":true,\"room\":\"r\",\"seq\":7,\"missed\":[],\"more\":false}]");
+    join_room(rt, c, 3, "r", false, 7);
 
     /* a message goes to the producer; the ack waits for its answer */
     ws_client_send_text(c, "424[\"message\",{\"room\":\"r\",\"id\":\"m1\",\"text\":\"hi\"}]");
@@ -325,10 +336,7 @@ test_live_repeats_and_catch_up(void **state)
     (void)state;
     rt_runtime *rt = open_socket();
     ws_client *c = connect_user(rt, "alice");
-    ws_client_send_text(c, "421[\"join\",{\"room\":\"r\"}]");
-    serve_join(rt, true, 7);
-    ws_client_expect_frame(
-        rt, c, "431[{\"ok\":true,\"room\":\"r\",\"seq\":7,\"missed\":[],\"more\":false}]");
+    join_room(rt, c, 1, "r", true, 7);
 
     live_message(rt, "r", 8, "x8", "eight");
     ws_client_expect_frame(
@@ -492,14 +500,8 @@ test_typing_skips_sender(void **state)
     rt_runtime *rt = open_socket();
     ws_client *a = connect_user(rt, "ann");
     ws_client *b = connect_user(rt, "ben");
-    ws_client_send_text(a, "421[\"join\",{\"room\":\"t\"}]");
-    serve_join(rt, true, 0);
-    ws_client_expect_frame(
-        rt, a, "431[{\"ok\":true,\"room\":\"t\",\"seq\":0,\"missed\":[],\"more\":false}]");
-    ws_client_send_text(b, "421[\"join\",{\"room\":\"t\"}]");
-    serve_join(rt, false, 0);
-    ws_client_expect_frame(
-        rt, b, "431[{\"ok\":true,\"room\":\"t\",\"seq\":0,\"missed\":[],\"more\":false}]");
+    join_room(rt, a, 1, "t", true, 0);
+    join_room(rt, b, 1, "t", false, 0);
 
     ws_client_send_text(a, "422[\"typing\",{\"room\":\"t\"}]");
     ws_client_expect_frame(rt, a, "432[{\"ok\":true}]");
@@ -527,14 +529,8 @@ test_typing_from_other_node(void **state)
     rt_runtime *rt = open_socket();
     ws_client *a = connect_user(rt, "amy");
     ws_client *b = connect_user(rt, "bea");
-    ws_client_send_text(a, "421[\"join\",{\"room\":\"tt\"}]");
-    serve_join(rt, true, 0);
-    ws_client_expect_frame(
-        rt, a, "431[{\"ok\":true,\"room\":\"tt\",\"seq\":0,\"missed\":[],\"more\":false}]");
-    ws_client_send_text(b, "421[\"join\",{\"room\":\"tt\"}]");
-    serve_join(rt, false, 0);
-    ws_client_expect_frame(
-        rt, b, "431[{\"ok\":true,\"room\":\"tt\",\"seq\":0,\"missed\":[],\"more\":false}]");
+    join_room(rt, a, 1, "tt", true, 0);
+    join_room(rt, b, 1, "tt", false, 0);
 
     proto_typing t = { .node = cfg.node_key + 1, .conn = 1 };
     memcpy(t.room, "tt", 2);
