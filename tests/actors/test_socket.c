@@ -127,6 +127,17 @@ join_room(rt_runtime *rt, ws_client *c, int ack, const char *room, bool subscrib
     ws_client_expect_frame(rt, c, want);
 }
 
+/* Two users connected as ua and ub, both members of a new room. */
+static void
+two_members(rt_runtime *rt, const char *room, const char *ua, ws_client **a, const char *ub,
+            ws_client **b)
+{
+    *a = connect_user(rt, ua);
+    *b = connect_user(rt, ub);
+    join_room(rt, *a, 1, room, true, 0);
+    join_room(rt, *b, 1, room, false, 0);
+}
+
 static void
 live_message(rt_runtime *rt, const char *room, uint64_t seq, const char *id, const char *text)
 {
@@ -498,10 +509,8 @@ test_typing_skips_sender(void **state)
 {
     (void)state;
     rt_runtime *rt = open_socket();
-    ws_client *a = connect_user(rt, "ann");
-    ws_client *b = connect_user(rt, "ben");
-    join_room(rt, a, 1, "t", true, 0);
-    join_room(rt, b, 1, "t", false, 0);
+    ws_client *a, *b;
+    two_members(rt, "t", "ann", &a, "ben", &b);
 
     ws_client_send_text(a, "422[\"typing\",{\"room\":\"t\"}]");
     ws_client_expect_frame(rt, a, "432[{\"ok\":true}]");
@@ -527,10 +536,8 @@ test_typing_from_other_node(void **state)
 {
     (void)state;
     rt_runtime *rt = open_socket();
-    ws_client *a = connect_user(rt, "amy");
-    ws_client *b = connect_user(rt, "bea");
-    join_room(rt, a, 1, "tt", true, 0);
-    join_room(rt, b, 1, "tt", false, 0);
+    ws_client *a, *b;
+    two_members(rt, "tt", "amy", &a, "bea", &b);
 
     proto_typing t = { .node = cfg.node_key + 1, .conn = 1 };
     memcpy(t.room, "tt", 2);
