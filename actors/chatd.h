@@ -102,4 +102,16 @@ void chatd_reply_ack(rt_actor *self, rt_id to, uint64_t corr, proto_ack_code cod
  * monotonic clock, for deadlines). */
 uint64_t chatd_wall_ms(void);
 
+struct chatd_config;
+struct kafka_client;
+struct kafka_setup;
+
+/* Opens the Kafka client of a chat actor (adapters/kafka.h): the caller's s
+ * names what is the actor's own (type, defaults, topic, cb); the brokers, the
+ * "KEY=VALUE" options of cfg, the chatd_backend_up{backend="kafka"} gauge and
+ * ud = self are filled in here (s itself is not changed). Returns the client,
+ * or NULL after logging why under self's name. */
+struct kafka_client *chatd_kafka_open(rt_actor *self, const struct chatd_config *cfg,
+                                      const struct kafka_setup *s);
+
 #endif

@@ -124,7 +124,6 @@ consumer_init(rt_actor *self, const void *arg)
         return RT_ERR;
     }
 
-    char err[512];
     const char *defaults[] = {
         "group.id", st->cfg->kafka_group,
         "enable.auto.commit", "false",
@@ -134,22 +133,13 @@ consumer_init(rt_actor *self, const void *arg)
     };
     kafka_setup setup = {
         .type = RD_KAFKA_CONSUMER,
-        .brokers = st->cfg->kafka_brokers,
         .defaults = defaults,
-        .options = st->cfg->kafka_options,
-        .noptions = st->cfg->nkafka_options,
         .topic = st->cfg->kafka_topic,
-        .up = rt_metric_get(rt, RT_GAUGE, "chatd_backend_up",
-                            "backend=\"" CHATD_BACKEND_KAFKA "\"",
-                            "1 when the backend is reachable."),
         .cb = &consumer_kafka_callbacks,
-        .ud = self,
     };
-    st->kafka = kafka_open(self, &setup, err, sizeof(err));
-    if (!st->kafka) {
-        rt_error(rt_who(self), "%s", err);
+    st->kafka = chatd_kafka_open(self, st->cfg, &setup);
+    if (!st->kafka)
         return RT_ERR;
-    }
     read_some(self, st);
     return RT_OK;
 }

@@ -93,7 +93,7 @@ producer_init(rt_actor *self, const void *arg)
     rt_runtime *rt = rt_of(self);
     st->produced = rt_metric_get(rt, RT_COUNTER, "chatd_messages_produced_total", NULL,
                                  "Messages the Kafka broker acknowledged.");
-    char timeout[32], err[512];
+    char timeout[32];
     snprintf(timeout, sizeof(timeout), "%d", st->cfg->produce_timeout_ms);
     const char *defaults[] = {
         "acks", "all",
@@ -108,21 +108,12 @@ producer_init(rt_actor *self, const void *arg)
     };
     kafka_setup setup = {
         .type = RD_KAFKA_PRODUCER,
-        .brokers = st->cfg->kafka_brokers,
         .defaults = defaults,
-        .options = st->cfg->kafka_options,
-        .noptions = st->cfg->nkafka_options,
-        .up = rt_metric_get(rt, RT_GAUGE, "chatd_backend_up",
-                            "backend=\"" CHATD_BACKEND_KAFKA "\"",
-                            "1 when the backend is reachable."),
         .cb = &producer_kafka_callbacks,
-        .ud = self,
     };
-    st->kafka = kafka_open(self, &setup, err, sizeof(err));
-    if (!st->kafka) {
-        rt_error(rt_who(self), "%s", err);
+    st->kafka = chatd_kafka_open(self, st->cfg, &setup);
+    if (!st->kafka)
         return RT_ERR;
-    }
     return RT_OK;
 }
 

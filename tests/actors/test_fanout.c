@@ -6,17 +6,10 @@
  * Rooms carry the test's pid so that runs sharing a Redis do not meet. The
  * restart test runs its own redis-server on a free port, since it kills it.
  */
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -26,8 +19,8 @@
 #include "proto/record.h"
 #include "runtime/metrics.h"
 #include "tests/actors/harness.h"
-
-extern char **environ;
+#include "tests/actors/loopback.h"
+#include "tests/actors/redis_util.h"
 
 #define NODE1 0x1111222233334444ull
 #define NODE2 0xaaaabbbbccccddddull
@@ -59,22 +52,6 @@ configs(int ttl_ms)
 
 /* ---- a synchronous Redis for the test's own looks ---- */
 
-static redisContext *
-redis_sync(const char *url)
-{
-    char host[128];
-    int port = 6379;
-    const char *p = strncmp(url, "redis://", 8) == 0 ? url + 8 : url;
-    size_t n = strcspn(p, ":/");
-    snprintf(host, sizeof(host), "%.*s", (int)n, p);
-    if (p[n] == ':')
-        port = atoi(p + n + 1);
-    struct timeval tv = { 1, 0 };
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
-    assert_non_null(c);
-    return c;
-}
-
 static long long
 redis_int(redisContext *c, const char *fmt, const char *a)
 {
@@ -93,7 +70,7 @@ redis_int(redisContext *c, const char *fmt, const char *a)
 static long long
 numsub(const char *rm)
 {
-    redisContext *c = redis_sync(cfg1.redis_url);
+    redisContext *c = redis_util_sync(cfg1.redis_url);
     char chan[128];
     snprintf(chan, sizeof(chan), "chatd:room:%s", rm);
     long long v = redis_int(c, "PUBSUB NUMSUB %s", chan);
@@ -412,7 +389,7 @@ test_presence_across_nodes(void **state)
     rt_test_run_for(rt, 50);
     expect_users(rt, "socket2", "fanout2", a, "alice", "bob", "dave", NULL);
     /* the key itself expires when nobody refreshes it */
-    redisContext *c = redis_sync(cfg1.redis_url);
+    redisContext *c = redis_util_sync(cfg1.redis_url);
     char key[128];
     snprintf(key, sizeof(key), "chatd:presence:%s", a);
     long long pttl = redis_int(c, "PTTL %s", key);
@@ -436,7 +413,7 @@ test_malformed_channel_messages_dropped(void **state)
     const char *a = room(0, "bad"), *other = room(1, "other");
     subscribe(rt, "socket2", "fanout2", a, 1);
     rt_id id = rt_whereis(rt, "fanout2");
-    redisContext *c = redis_sync(cfg1.redis_url);
+    redisContext *c = redis_util_sync(cfg1.redis_url);
     char chan[128];
     snprintf(chan, sizeof(chan), "chatd:room:%s", a);
 
@@ -525,61 +502,6 @@ test_socket_up_clears_node_state(void **state)
 
 /* ---- a private redis-server, to kill ---- */
 
-static int
-free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t len = sizeof(sa);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static pid_t
-redis_start(int port, const char *url)
-{
-    char p[16];
-    snprintf(p, sizeof(p), "%d", port);
-    char *argv[] = { "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
-                     NULL };
-    pid_t pid;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    int rc = posix_spawnp(&pid, "redis-server", &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    assert_int_equal(rc, 0);
-    for (int i = 0; i < 200; i++) {
-        char host[] = "127.0.0.1";
-        struct timeval tv = { 0, 100000 };
-        redisContext *c = redisConnectWithTimeout(host, port, tv);
-        if (c && !c->err) {
-            redisReply *r = redisCommand(c, "PING");
-            bool ok = r && r->type == REDIS_REPLY_STATUS;
-            freeReplyObject(r);
-            redisFree(c);
-            if (ok)
-                return pid;
-        } else if (c) {
-            redisFree(c);
-        }
-        usleep(20000);
-    }
-    fail_msg("redis-server did not start for %s", url);
-    return pid;
-}
-
-static void
-redis_kill(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
 static const rt_child_spec restart_children[] = {
     { .name = "fanout", .actor = &chatd_fanout_spec, .arg = &arg1, .restart = RT_PERMANENT },
 };
@@ -599,11 +521,11 @@ test_redis_restart(void **state)
 {
     (void)state;
     configs(30000);
-    int port = free_port();
+    int port = loopback_free_port();
     char url[64];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
     cfg1.redis_url = url;
-    pid_t pid = redis_start(port, url);
+    pid_t pid = redis_util_start(port);
 
     rt_runtime *rt = rt_test_open(NULL);
     stub_spawn(rt, "socket");
@@ -616,14 +538,14 @@ test_redis_restart(void **state)
     expect_msg(rt, "socket", a, 1);
     rt_id first = rt_whereis(rt, "fanout");
 
-    redis_kill(pid);
+    redis_util_kill(pid);
     assert_true(rt_test_wait_dead(rt, first, WAIT_MS));
     rt_test_run_for(rt, 300);      /* restarts that cannot connect, with backoff */
     assert_int_equal(rt_metric_value(rt, "chatd_backend_up", "backend=\"redis\""), 0);
     assert_true(rt_stats_get(rt, "fanout")->crashes >= 2);
     expect_nothing(rt, "socket", CHATD_T_FANOUT_UP, 0);
 
-    pid = redis_start(port, url);
+    pid = redis_util_start(port);
     expect_up(rt, "socket");
     assert_true(rt_stats_get(rt, "fanout")->restarts >= 2);
     assert_int_equal(rt_metric_value(rt, "chatd_backend_up", "backend=\"redis\""), 1);
@@ -633,7 +555,27 @@ test_redis_restart(void **state)
     expect_msg(rt, "socket", a, 1);
 
     close_rt(rt);
-    redis_kill(pid);
+    redis_util_kill(pid);
+}
+
+/* ---- a Redis that accepts and never answers ---- */
+
+static char silent_url[64];
+
+/* One fanout ("fanout", cfg1) whose Redis is a silent server, beside a stub
+ * "socket"; its id in *id, the server's fd in *fd (close it after). */
+static rt_runtime *
+open_silent(int request_timeout_ms, rt_id *id, int *fd)
+{
+    configs(30000);
+    *fd = redis_util_silent_server(silent_url, sizeof(silent_url));
+    cfg1.redis_url = silent_url;
+    cfg1.request_timeout_ms = request_timeout_ms;
+    rt_runtime *rt = rt_test_open(NULL);
+    stub_spawn(rt, "socket");
+    *id = rt_spawn(rt, 0, &chatd_fanout_spec, &arg1, "fanout", NULL);
+    assert_true(*id != 0);
+    return rt;
 }
 
 /* A server that accepts but never answers: the watchdog ends the wait. */
@@ -641,43 +583,15 @@ static void
 test_connect_watchdog(void **state)
 {
     (void)state;
-    configs(30000);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(fd, 8), 0);
-    socklen_t len = sizeof(sa);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    char url[64];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", ntohs(sa.sin_port));
-    cfg1.redis_url = url;
-    cfg1.request_timeout_ms = 200;
-
-    rt_runtime *rt = rt_test_open(NULL);
-    stub_spawn(rt, "socket");
-    rt_id id = rt_spawn(rt, 0, &chatd_fanout_spec, &arg1, "fanout", NULL);
-    assert_true(id != 0);
+    rt_id id;
+    int fd;
+    rt_runtime *rt = open_silent(200, &id, &fd);
     send_room(rt, "socket", "fanout", CHATD_T_PRESENCE_QUERY, 5, room(0, "wd"));
     assert_true(rt_test_wait_dead(rt, id, WAIT_MS));
     assert_int_equal(rt_stats_get(rt, "fanout")->crashes, 1);
     expect_nothing(rt, "socket", CHATD_T_FANOUT_UP, 0);
     close(fd);
     close_rt(rt);
-}
-
-/* A listening socket that never answers, for the tests below; its url in
- * url (cap 64). */
-static int
-silent_server(char *url)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(fd, 8), 0);
-    socklen_t len = sizeof(sa);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    snprintf(url, 64, "redis://127.0.0.1:%d", ntohs(sa.sin_port));
-    return fd;
 }
 
 /* Before Redis is up, commands wait in a queue of FANOUT_PENDING_MAX: past
@@ -687,15 +601,9 @@ static void
 test_queue_bound_before_connect(void **state)
 {
     (void)state;
-    configs(30000);
-    char url[64];
-    int fd = silent_server(url);
-    cfg1.redis_url = url;
-    cfg1.request_timeout_ms = 3000;
-    rt_runtime *rt = rt_test_open(NULL);
-    stub_spawn(rt, "socket");
-    rt_id id = rt_spawn(rt, 0, &chatd_fanout_spec, &arg1, "fanout", NULL);
-    assert_true(id != 0);
+    rt_id id;
+    int fd;
+    rt_runtime *rt = open_silent(3000, &id, &fd);
     /* each ADD is two commands (ZADD, PEXPIRE): one more than fits */
     const char *a = room(0, "bound");
     for (int i = 0; i < FANOUT_PENDING_MAX / 2 + 1; i++) {
@@ -737,16 +645,10 @@ test_batch_confirmed(void **state)
         expect_msg(rt, "socket2", a, q);
     close_rt(rt);
 
-    configs(30000);
-    char url[64];
-    int fd = silent_server(url);
-    cfg1.redis_url = url;
-    cfg1.request_timeout_ms = 200;
-    rt = rt_test_open(NULL);
-    stub_spawn(rt, "socket");
+    rt_id id;
+    int fd;
+    rt = open_silent(200, &id, &fd);
     stub_spawn(rt, "store");
-    rt_id id = rt_spawn(rt, 0, &chatd_fanout_spec, &arg1, "fanout", NULL);
-    assert_true(id != 0);
     send_batch_from(rt, "store", "fanout", rooms, 1, 2, 42);
     expect_ack(rt, "store", 42, false);
     assert_true(rt_test_wait_dead(rt, id, WAIT_MS));
@@ -760,15 +662,9 @@ static void
 test_queued_query_answered_when_connect_fails(void **state)
 {
     (void)state;
-    configs(30000);
-    char url[64];
-    int fd = silent_server(url);
-    cfg1.redis_url = url;
-    cfg1.request_timeout_ms = 200;
-    rt_runtime *rt = rt_test_open(NULL);
-    stub_spawn(rt, "socket");
-    rt_id id = rt_spawn(rt, 0, &chatd_fanout_spec, &arg1, "fanout", NULL);
-    assert_true(id != 0);
+    rt_id id;
+    int fd;
+    rt_runtime *rt = open_silent(200, &id, &fd);
     send_room(rt, "socket", "fanout", CHATD_T_PRESENCE_QUERY, 6, room(0, "wdq"));
     expect_ack(rt, "socket", 6, false);
     assert_true(rt_test_wait_dead(rt, id, WAIT_MS));

@@ -76,6 +76,19 @@ spawn(rt_runtime *rt, const rt_actor_spec *spec, const char *name)
     return id;
 }
 
+/* A runtime with a stub "socket" (its id in *sock), a stub "store" unless
+ * store is NULL (its id there), and a producer. */
+static rt_runtime *
+open_producer(rt_id *sock, rt_id *store)
+{
+    rt_runtime *rt = rt_test_open(NULL);
+    *sock = stub_spawn(rt, CHATD_SOCKET);
+    if (store)
+        *store = stub_spawn(rt, CHATD_STORE);
+    spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);
+    return rt;
+}
+
 static void
 send_message(rt_runtime *rt, rt_id from, const char *room, int n, uint64_t corr)
 {
@@ -159,9 +172,8 @@ test_produce_ack_after_delivery(void **state)
 {
     (void)state;
     setup_config("p1");
-    rt_runtime *rt = rt_test_open(NULL);
-    rt_id sock = stub_spawn(rt, CHATD_SOCKET);
-    spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);
+    rt_id sock;
+    rt_runtime *rt = open_producer(&sock, NULL);
 
     char room[80];
     room_name(room, sizeof(room), "ack", 0);
@@ -238,9 +250,8 @@ test_broker_down_then_up(void **state)
     (void)state;
     setup_config_on("CHATD_MOCK_KAFKA_BROKERS", "CHATD_MOCK_KAFKA_BROKERS,CHATD_KAFKA_CONTROL",
                     "p3");
-    rt_runtime *rt = rt_test_open(NULL);
-    rt_id sock = stub_spawn(rt, CHATD_SOCKET);
-    spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);
+    rt_id sock;
+    rt_runtime *rt = open_producer(&sock, NULL);
     char room[80];
     room_name(room, sizeof(room), "down", 0);
 
@@ -427,10 +438,8 @@ test_produce_1000(void **state)
     (void)state;
     enum { N = 1000, ROOMS = 10 };
     setup_config("p2");
-    rt_runtime *rt = rt_test_open(NULL);
-    rt_id sock = stub_spawn(rt, CHATD_SOCKET);
-    rt_id store = stub_spawn(rt, CHATD_STORE);
-    spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);
+    rt_id sock, store;
+    rt_runtime *rt = open_producer(&sock, &store);
     double t0 = now_ms();
     produce_all(rt, sock, "burst", 0, 1, 1);     /* connect, get a producer id */
     double first = now_ms() - t0;
@@ -466,10 +475,8 @@ test_consume_in_order_and_commit(void **state)
     (void)state;
     enum { N = 1000, ROOMS = 10, BACKLOG = 10000 };
     setup_config("c1");
-    rt_runtime *rt = rt_test_open(NULL);
-    rt_id sock = stub_spawn(rt, CHATD_SOCKET);
-    rt_id store = stub_spawn(rt, CHATD_STORE);
-    spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);
+    rt_id sock, store;
+    rt_runtime *rt = open_producer(&sock, &store);
     produce_all(rt, sock, "order", 0, N / 2, ROOMS);
     char room[80];
     room_name(room, sizeof(room), "order", 0);
@@ -528,10 +535,7 @@ test_consume_in_order_and_commit(void **state)
     stub_reset();
 
     /* Same group, new runtime: nothing old comes again, a new message does. */
-    rt = rt_test_open(NULL);
-    sock = stub_spawn(rt, CHATD_SOCKET);
-    store = stub_spawn(rt, CHATD_STORE);
-    spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);
+    rt = open_producer(&sock, &store);
     cons = spawn(rt, &chatd_consumer_spec, CHATD_CONSUMER);
     room_name(room, sizeof(room), "order", 1);
     send_message(rt, sock, room, N + 1, 1);
@@ -551,10 +555,8 @@ test_unacked_batch_resent_and_restart_resumes(void **state)
     (void)state;
     enum { N = 300, ROOMS = 4 };
     setup_config("c2");
-    rt_runtime *rt = rt_test_open(NULL);
-    rt_id sock = stub_spawn(rt, CHATD_SOCKET);
-    rt_id store = stub_spawn(rt, CHATD_STORE);
-    spawn(rt, &chatd_producer_spec, CHATD_PRODUCER);
+    rt_id sock, store;
+    rt_runtime *rt = open_producer(&sock, &store);
     produce_all(rt, sock, "resend", 0, N, ROOMS);
 
     rt_id cons = spawn(rt, &chatd_consumer_spec, CHATD_CONSUMER);

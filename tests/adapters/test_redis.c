@@ -5,22 +5,16 @@
  * it. Channels and keys carry the test's pid so that runs sharing a Redis do
  * not meet. Every test ends by proving the loop has no active watcher left.
  */
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "adapters/redis.h"
+#include "tests/actors/loopback.h"
+#include "tests/actors/redis_util.h"
 #include "tests/runtime/rt_test.h"
-
-extern char **environ;
 
 #define WAIT_MS 3000
 #define MAX_EVENTS 64
@@ -322,18 +316,6 @@ test_free_inside_callbacks(void **state)
     close_loop(loop);
 }
 
-static int
-free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t len = sizeof(sa);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 /* Nothing listens: queued commands get reply NULL, then on_down; a down
  * without reconnect is final. */
 static void
@@ -342,7 +324,7 @@ test_connect_refused_is_final(void **state)
     (void)state;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     char url[64];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", free_port());
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", loopback_free_port());
     journal j = { 0 };
     redis_client *r = client_new(loop, url, &j, 0);
     int tag;
@@ -367,14 +349,8 @@ static void
 test_connect_watchdog(void **state)
 {
     (void)state;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(fd, 8), 0);
-    socklen_t len = sizeof(sa);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
     char url[64];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", ntohs(sa.sin_port));
+    int fd = redis_util_silent_server(url, sizeof(url));
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     journal j = { 0 };
     redis_client *r = client_new(loop, url, &j, 0);
@@ -437,47 +413,6 @@ test_free_inside_null_reply(void **state)
     close_loop(loop);
 }
 
-static pid_t
-redis_start(int port)
-{
-    char p[16];
-    snprintf(p, sizeof(p), "%d", port);
-    char *argv[] = { "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
-                     NULL };
-    pid_t pid;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    int rc = posix_spawnp(&pid, "redis-server", &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    assert_int_equal(rc, 0);
-    for (int i = 0; i < 200; i++) {
-        struct timeval tv = { 0, 100000 };
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-        bool ok = false;
-        if (c && !c->err) {
-            redisReply *rep = redisCommand(c, "PING");
-            ok = rep && rep->type == REDIS_REPLY_STATUS;
-            freeReplyObject(rep);
-        }
-        redisFree(c);
-        if (ok)
-            return pid;
-        usleep(20000);
-    }
-    fail_msg("redis-server did not start on port %d", port);
-    return pid;
-}
-
-static void
-redis_kill(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
 /* With reconnect: the server dies and comes back; the client reports down,
  * keeps what was queued meanwhile, reports up again and subscribes its
  * channels again. */
@@ -485,10 +420,10 @@ static void
 test_reconnect(void **state)
 {
     (void)state;
-    int port = free_port();
+    int port = loopback_free_port();
     char url[64];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
-    pid_t pid = redis_start(port);
+    pid_t pid = redis_util_start(port);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     journal j = { 0 };
     redis_client *r = client_new(loop, url, &j, 200);
@@ -496,7 +431,7 @@ test_reconnect(void **state)
     redis_subscribe(r, chan, strlen(chan));
     assert_true(run_until(loop, &j.subscribed, 1));
 
-    redis_kill(pid);
+    redis_util_kill(pid);
     assert_true(run_until(loop, &j.downs, 1));
     assert_false(redis_is_up(r));
     int tag;
@@ -505,7 +440,7 @@ test_reconnect(void **state)
     assert_true(j.downs >= 2);
     assert_int_equal(j.nreplies, 0);    /* kept, not failed */
 
-    pid = redis_start(port);
+    pid = redis_util_start(port);
     assert_true(run_until(loop, &j.ups, 2));
     assert_true(run_until(loop, &j.subscribed, 2));
     assert_true(run_until(loop, &j.nreplies, 1));
@@ -518,7 +453,7 @@ test_reconnect(void **state)
     assert_memory_equal(j.payload[0], "after", 5);
     redis_free(r);
     close_loop(loop);
-    redis_kill(pid);
+    redis_util_kill(pid);
 }
 
 int

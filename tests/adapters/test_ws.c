@@ -8,18 +8,13 @@
  */
 #include "tests/runtime/rt_test.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "adapters/ws.h"
+#include "tests/actors/loopback.h"
+#include "tests/actors/ws_client.h"
 
 /* --- the owner: records what the adapter tells it ---------------------------- */
 
@@ -117,204 +112,6 @@ server_new(rt_runtime *rt, owner *o, size_t queue_max)
     return o->srv;
 }
 
-/* --- a raw client ---------------------------------------------------------------- */
-
-typedef struct client {
-    int fd;
-    char buf[1 << 18];
-    size_t len;
-    int close_code;
-    char close_reason[128];
-    bool eof;
-} client;
-
-static bool
-pump(void *ud)
-{
-    client *c = ud;
-    for (;;) {
-        ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
-        if (r > 0) {
-            c->len += (size_t)r;
-            continue;
-        }
-        if (r == 0)
-            c->eof = true;
-        return c->eof;
-    }
-}
-
-static void
-send_all(int fd, const void *p, size_t n)
-{
-    const char *s = p;
-    while (n) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0 && errno == EAGAIN)
-            continue;
-        assert_true(w > 0);
-        s += w;
-        n -= (size_t)w;
-    }
-}
-
-static int
-tcp_connect(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)test_port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    return fd;
-}
-
-static bool
-has_head(void *ud)
-{
-    client *c = ud;
-    pump(c);
-    c->buf[c->len] = '\0';
-    return strstr(c->buf, "\r\n\r\n") || c->eof;
-}
-
-/* Reads the HTTP response head; returns the status (0 at EOF) and leaves
- * the body in c->buf. */
-static int
-read_head(rt_runtime *rt, client *c)
-{
-    rt_test_run_until(rt, has_head, c, 2000);
-    char *end = strstr(c->buf, "\r\n\r\n");
-    if (!end)
-        return 0;
-    int status = atoi(c->buf + 9);
-    size_t head = (size_t)(end + 4 - c->buf);
-    memmove(c->buf, end + 4, c->len - head);
-    c->len -= head;
-    return status;
-}
-
-static client *
-ws_connect(rt_runtime *rt, const char *path, int *status)
-{
-    client *c = calloc(1, sizeof(*c));
-    c->fd = tcp_connect();
-    char req[512];
-    snprintf(req, sizeof(req),
-             "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-             "Sec-WebSocket-Version: 13\r\n\r\n", path);
-    send_all(c->fd, req, strlen(req));
-    *status = read_head(rt, c);
-    return c;
-}
-
-static void
-client_free(client *c)
-{
-    close(c->fd);
-    free(c);
-}
-
-/* A masked client frame: fin, opcode, payload. */
-static void
-send_frame(client *c, bool fin, int opcode, const void *data, size_t len)
-{
-    uint8_t hdr[14];
-    size_t hl = 0;
-    hdr[hl++] = (uint8_t)((fin ? 0x80 : 0) | opcode);
-    if (len < 126) {
-        hdr[hl++] = (uint8_t)(0x80 | len);
-    } else if (len < 65536) {
-        hdr[hl++] = 0x80 | 126;
-        hdr[hl++] = (uint8_t)(len >> 8);
-        hdr[hl++] = (uint8_t)len;
-    } else {
-        hdr[hl++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--)
-            hdr[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
-    }
-    memset(hdr + hl, 0, 4);     /* a zero mask: the payload goes as is */
-    hl += 4;
-    send_all(c->fd, hdr, hl);
-    send_all(c->fd, data, len);
-}
-
-/* Takes one complete server frame: its payload (malloc'd, NUL-terminated),
- * or NULL (a close frame sets close_code and close_reason; else not yet). */
-static char *
-take_frame(client *c)
-{
-    if (c->len < 2)
-        return NULL;
-    uint8_t *b = (uint8_t *)c->buf;
-    size_t hl = 2, len = b[1] & 0x7f;
-    if (len == 126) {
-        if (c->len < 4)
-            return NULL;
-        len = ((size_t)b[2] << 8) | b[3];
-        hl = 4;
-    } else if (len == 127) {
-        if (c->len < 10)
-            return NULL;
-        len = 0;
-        for (int i = 0; i < 8; i++)
-            len = (len << 8) | b[2 + i];
-        hl = 10;
-    }
-    if (c->len < hl + len)
-        return NULL;
-    int op = b[0] & 0x0f;
-    char *out = malloc(len + 1);
-    memcpy(out, c->buf + hl, len);
-    out[len] = '\0';
-    memmove(c->buf, c->buf + hl + len, c->len - hl - len);
-    c->len -= hl + len;
-    if (op == 8) {
-        c->close_code = len >= 2 ? ((uint8_t)out[0] << 8) | (uint8_t)out[1] : 1005;
-        snprintf(c->close_reason, sizeof(c->close_reason), "%s", len > 2 ? out + 2 : "");
-        free(out);
-        return NULL;
-    }
-    return out;
-}
-
-typedef struct frame_ctx {
-    client *c;
-    char *got;
-} frame_ctx;
-
-static bool
-frame_ready(void *ud)
-{
-    frame_ctx *f = ud;
-    pump(f->c);
-    f->got = take_frame(f->c);
-    return f->got || f->c->close_code || f->c->eof;
-}
-
-static char *
-next_frame(rt_runtime *rt, client *c, double timeout_ms)
-{
-    frame_ctx f = { c, NULL };
-    rt_test_run_until(rt, frame_ready, &f, timeout_ms);
-    return f.got;
-}
-
-static void
-expect_frame(rt_runtime *rt, client *c, const char *want)
-{
-    char *got = next_frame(rt, c, 2000);
-    if (!got || strcmp(got, want) != 0) {
-        print_error("want %s\nhave %s\n", want, got ? got : "(nothing)");
-        free(got);
-        fail();
-    }
-    free(got);
-}
-
 typedef struct count_ctx {
     const int *value;
     int want;
@@ -345,38 +142,38 @@ test_lifecycle(void **state)
     owner o = { .queue_at_open = 1 };
     server_new(rt, &o, 16);
     int status;
-    client *c = ws_connect(rt, "/ws", &status);
+    ws_client *c = ws_client_open(rt, test_port, "/ws", &status);
     assert_int_equal(status, 101);
     assert_int_equal(o.opens, 1);
     assert_int_equal(ws_server_conns(o.srv), 1);
     assert_true(ws_conn_id(o.last) >= 1);
-    expect_frame(rt, c, "hello");       /* sent from `open` */
-    send_frame(c, true, 1, "ping me", 7);
+    ws_client_expect_frame(rt, c, "hello");       /* sent from `open` */
+    ws_client_send_frame(c, true, 1, "ping me", 7);
     wait_count(rt, &o.messages, 1);
     ws_flush(o.srv);
-    expect_frame(rt, c, "ping me");
-    client_free(c);
+    ws_client_expect_frame(rt, c, "ping me");
+    ws_client_free(c);
     wait_count(rt, &o.closes, 1);
     assert_int_equal(ws_server_conns(o.srv), 0);
     rt_test_run_for(rt, 20);
     assert_int_equal(o.closes, 1);
 
     /* an upgrade the owner does not accept never opens */
-    c = ws_connect(rt, "/other", &status);
+    c = ws_client_open(rt, test_port, "/other", &status);
     assert_true(status != 101);
     assert_int_equal(o.opens, 1);
-    client_free(c);
+    ws_client_free(c);
 
     /* a refused open: closed, and no `close` for it */
     o.refuse = true;
-    c = ws_connect(rt, "/ws", &status);
+    c = ws_client_open(rt, test_port, "/ws", &status);
     for (int i = 0; i < 100 && !c->eof; i++)
-        rt_test_run_until(rt, pump, c, 20);
+        rt_test_run_until(rt, ws_client_pump, c, 20);
     assert_true(c->eof);
     assert_int_equal(o.opens, 2);
     assert_int_equal(o.closes, 1);
     assert_int_equal(ws_server_conns(o.srv), 0);
-    client_free(c);
+    ws_client_free(c);
     ws_server_free(o.srv);
     rt_test_close(rt);
 }
@@ -392,9 +189,9 @@ test_shared_frame(void **state)
     owner o = {0};
     server_new(rt, &o, 16);
     int status;
-    client *a = ws_connect(rt, "/ws", &status);
+    ws_client *a = ws_client_open(rt, test_port, "/ws", &status);
     ws_conn *ca = o.last;
-    client *b = ws_connect(rt, "/ws", &status);
+    ws_client *b = ws_client_open(rt, test_port, "/ws", &status);
     ws_conn *cb = o.last;
     assert_int_equal(ws_server_conns(o.srv), 2);
 
@@ -410,8 +207,8 @@ test_shared_frame(void **state)
     assert_int_equal(ws_queued(ca), 0);
     ws_frame_unref(f);
     for (int i = 0; i < 8; i++)
-        expect_frame(rt, a, "shared");
-    expect_frame(rt, b, "shared");
+        ws_client_expect_frame(rt, a, "shared");
+    ws_client_expect_frame(rt, b, "shared");
 
     /* a frame larger than one write chunk goes alone, whole */
     size_t n = WS_WRITE_CHUNK + 100;
@@ -422,13 +219,13 @@ test_shared_frame(void **state)
     assert_int_equal(ws_send_text(ca, big, n), WS_OK);
     assert_int_equal(ws_send_text(ca, "after", 5), WS_OK);
     ws_flush(o.srv);
-    expect_frame(rt, a, "small");
-    expect_frame(rt, a, big);
-    expect_frame(rt, a, "after");
+    ws_client_expect_frame(rt, a, "small");
+    ws_client_expect_frame(rt, a, big);
+    ws_client_expect_frame(rt, a, "after");
     free(big);
 
-    client_free(a);
-    client_free(b);
+    ws_client_free(a);
+    ws_client_free(b);
     wait_count(rt, &o.closes, 2);
     ws_server_free(o.srv);
     rt_test_close(rt);
@@ -444,7 +241,7 @@ test_queue_bound_and_close(void **state)
     owner o = {0};
     server_new(rt, &o, 3);
     int status;
-    client *c = ws_connect(rt, "/ws", &status);
+    ws_client *c = ws_client_open(rt, test_port, "/ws", &status);
     ws_conn *w = o.last;
     for (int i = 0; i < 3; i++)
         assert_int_equal(ws_send_text(w, "q", 1), WS_OK);
@@ -452,18 +249,18 @@ test_queue_bound_and_close(void **state)
     assert_false(ws_closing(w));
     ws_flush(o.srv);
     for (int i = 0; i < 3; i++)
-        expect_frame(rt, c, "q");
+        ws_client_expect_frame(rt, c, "q");
     assert_int_equal(ws_send_text(w, "dropped", 7), WS_OK);
     ws_close(w, WS_CLOSE_POLICY_VIOLATION, "too slow");
     ws_close(w, WS_CLOSE_NORMAL, "second");     /* the first code wins */
     assert_true(ws_closing(w));
     assert_int_equal(ws_send_text(w, "late", 4), WS_ECLOSING);
     ws_flush(o.srv);
-    assert_null(next_frame(rt, c, 2000));
+    assert_null(ws_client_next_frame(rt, c, 2000));
     assert_int_equal(c->close_code, 1008);
     assert_string_equal(c->close_reason, "too slow");
     wait_count(rt, &o.closes, 1);
-    client_free(c);
+    ws_client_free(c);
     ws_server_free(o.srv);
     rt_test_close(rt);
 }
@@ -478,42 +275,42 @@ test_receive(void **state)
     owner o = {0};
     server_new(rt, &o, 16);
     int status;
-    client *c = ws_connect(rt, "/ws", &status);
-    send_frame(c, false, 1, "frag", 4);
-    send_frame(c, false, 0, "men", 3);
-    send_frame(c, true, 0, "ted", 3);
+    ws_client *c = ws_client_open(rt, test_port, "/ws", &status);
+    ws_client_send_frame(c, false, 1, "frag", 4);
+    ws_client_send_frame(c, false, 0, "men", 3);
+    ws_client_send_frame(c, true, 0, "ted", 3);
     wait_count(rt, &o.messages, 1);
     assert_int_equal(o.message_len, 10);
     assert_memory_equal(o.message, "fragmented", 10);
-    send_frame(c, true, 2, "\x01\x02", 2);      /* binary: nothing */
-    send_frame(c, true, 1, "text", 4);
+    ws_client_send_frame(c, true, 2, "\x01\x02", 2);      /* binary: nothing */
+    ws_client_send_frame(c, true, 1, "text", 4);
     wait_count(rt, &o.messages, 2);
     assert_memory_equal(o.message, "text", 4);
     ws_flush(o.srv);
-    expect_frame(rt, c, "fragmented");
-    expect_frame(rt, c, "text");
+    ws_client_expect_frame(rt, c, "fragmented");
+    ws_client_expect_frame(rt, c, "text");
 
     /* exactly max_message in two fragments is fine; one byte more is not */
     char *big = malloc(65537);
     memset(big, 'a', 65537);
-    send_frame(c, false, 1, big, 40000);
-    send_frame(c, true, 0, big, 25536);
+    ws_client_send_frame(c, false, 1, big, 40000);
+    ws_client_send_frame(c, true, 0, big, 25536);
     wait_count(rt, &o.messages, 3);
     assert_int_equal(o.message_len, 65536);
-    send_frame(c, false, 1, big, 40000);
-    send_frame(c, true, 0, big, 25537);
+    ws_client_send_frame(c, false, 1, big, 40000);
+    ws_client_send_frame(c, true, 0, big, 25537);
     free(big);
     char *f;
-    while ((f = next_frame(rt, c, 2000)))
+    while ((f = ws_client_next_frame(rt, c, 2000)))
         free(f);    /* the echo of the first */
     assert_int_equal(c->close_code, 1009);
-    client_free(c);
+    ws_client_free(c);
 
-    c = ws_connect(rt, "/ws", &status);
-    send_frame(c, true, 1, "bad \xff", 5);
-    assert_null(next_frame(rt, c, 2000));
+    c = ws_client_open(rt, test_port, "/ws", &status);
+    ws_client_send_frame(c, true, 1, "bad \xff", 5);
+    assert_null(ws_client_next_frame(rt, c, 2000));
     assert_int_equal(c->close_code, 1007);
-    client_free(c);
+    ws_client_free(c);
     wait_count(rt, &o.closes, 2);
     assert_int_equal(o.messages, 3);
     ws_server_free(o.srv);
@@ -528,17 +325,13 @@ test_http(void **state)
     rt_runtime *rt = rt_test_open(NULL);
     owner o = {0};
     server_new(rt, &o, 16);
-    client *c = calloc(1, sizeof(*c));
-    c->fd = tcp_connect();
+    ws_client *c = ws_client_connect(test_port);
     const char *req = "GET /a/b?q=42 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    send_all(c->fd, req, strlen(req));
-    assert_int_equal(read_head(rt, c), 201);
-    for (int i = 0; i < 100 && c->len < 8; i++)
-        rt_test_run_until(rt, pump, c, 10);
-    c->buf[c->len] = '\0';
-    assert_string_equal(c->buf, "/a/b 42");
+    ws_client_send_raw(c, req, strlen(req));
+    assert_int_equal(ws_client_http_head(rt, c), 201);
+    assert_string_equal(ws_client_http_body(rt, c, 7), "/a/b 42");
     assert_int_equal(o.https, 1);
-    client_free(c);
+    ws_client_free(c);
     ws_server_free(o.srv);
     rt_test_close(rt);
 }
@@ -553,18 +346,18 @@ test_free_inside_callback(void **state)
     owner o = { .free_in_message = true };
     server_new(rt, &o, 16);
     int status;
-    client *a = ws_connect(rt, "/ws", &status);
-    client *b = ws_connect(rt, "/ws", &status);
+    ws_client *a = ws_client_open(rt, test_port, "/ws", &status);
+    ws_client *b = ws_client_open(rt, test_port, "/ws", &status);
     assert_int_equal(o.opens, 2);
-    send_frame(a, true, 1, "bye", 3);
+    ws_client_send_frame(a, true, 1, "bye", 3);
     wait_count(rt, &o.messages, 1);
     assert_int_equal(o.closes, 2);
-    send_frame(b, true, 1, "more", 4);
+    ws_client_send_frame(b, true, 1, "more", 4);
     rt_test_run_for(rt, 50);
     assert_int_equal(o.messages, 1);
     assert_int_equal(o.closes, 2);
-    client_free(a);
-    client_free(b);
+    ws_client_free(a);
+    ws_client_free(b);
     rt_test_close(rt);
 }
 
@@ -572,14 +365,7 @@ static int
 setup(void **state)
 {
     (void)state;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    socklen_t len = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    test_port = ntohs(a.sin_port);
-    close(fd);
+    test_port = loopback_free_port();
     return 0;
 }
 
