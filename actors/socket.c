@@ -74,7 +74,7 @@ send_out(socket_state *st, sk_conn *c)
 }
 
 size_t
-sk_broadcast_out(socket_state *st, sk_room *r, const sk_conn *skip)
+sk_broadcast_out(socket_state *st, sk_room *r, const sk_conn *skip, uint64_t seq)
 {
     ws_frame *f = ws_frame_text(st->out.data, st->out.len);
     proto_mp_buf_reset(&st->out);
@@ -82,7 +82,7 @@ sk_broadcast_out(socket_state *st, sk_room *r, const sk_conn *skip)
         return 0;
     size_t n = 0;
     for (size_t i = 0; i < r->nmembers; i++) {
-        if (r->members[i] != skip) {
+        if (r->members[i] != skip && (!seq || r->joined[i] < seq)) {
             push(st, r->members[i], f);
             n++;
         }

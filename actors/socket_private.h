@@ -78,6 +78,8 @@ struct sk_room {
     size_t name_len;
     sk_conn **members;
     size_t nmembers, members_cap;
+    uint64_t *joined;               /* per member: the seq its join answered */
+    size_t joined_cap;
     sk_presence *users;
     size_t nusers, users_cap;
     sk_sub sub;
@@ -149,8 +151,10 @@ typedef struct socket_state {
 double sk_now_ms(const socket_state *st);
 
 /* Sends what st->out holds to every member of r but skip, as one frame
- * shared by all, and empties st->out. Returns how many it went to. */
-size_t sk_broadcast_out(socket_state *st, sk_room *r, const sk_conn *skip);
+ * shared by all, and empties st->out; with seq > 0 (a stored message) not to
+ * a member whose join answered seq or later (it has the message, or did not
+ * want it). Returns how many it went to. */
+size_t sk_broadcast_out(socket_state *st, sk_room *r, const sk_conn *skip, uint64_t seq);
 
 /* Answers an event: ok with fields (taken; may be NULL), or an error. Only
  * an event with an ack id gets a packet; both count in chatd_acks_total. */
@@ -188,6 +192,10 @@ int sk_ask_room(socket_state *st, uint32_t type, uint64_t corr, const char *name
 /* Fanout's messages: a stored message and a typing event for local members;
  * fanout (re)started. */
 void sk_on_live_message(socket_state *st, const proto_env *msg);
+
+/* c's join of r was answered with seq: live messages at or below it are not
+ * for c (it has them from the join, or joined without wanting them). */
+void sk_member_joined(sk_room *r, const sk_conn *c, uint64_t seq);
 
 /* Delivers stored message m to r's members unless its seq is at or below
  * the room's live seq (see socket_rooms.c). */

@@ -219,8 +219,9 @@ reply_fields(socket_state *st, const sk_req *r, const proto_env *msg, bool *bad)
                       "seq", (json_int_t)jr.seq, "missed", msgs_json(jr.missed, jr.count),
                       "more", jr.more);
         sk_room *rm = sk_room_get(st, r->room_name, r->room_len, false);
-        if (rm && jr.seq > rm->join_seq)
-            rm->join_seq = jr.seq;
+        sk_conn *c = rt_map_get_u64(&st->conns, r->conn_id);
+        if (rm && c)
+            sk_member_joined(rm, c, jr.seq);
         proto_join_reply_free(&jr);
     } else if (msg->type == PROTO_T_HISTORY_REPLY && r->kind == SK_REQ_HISTORY) {
         proto_history_reply hr;

@@ -83,7 +83,8 @@ bool
 sk_member_add(socket_state *st, sk_conn *c, sk_room *r)
 {
     if (!rt_grow((void **)&c->rooms, &c->rooms_cap, c->nrooms + 1, sizeof(*c->rooms)) ||
-        !rt_grow((void **)&r->members, &r->members_cap, r->nmembers + 1, sizeof(*r->members)))
+        !rt_grow((void **)&r->members, &r->members_cap, r->nmembers + 1, sizeof(*r->members)) ||
+        !rt_grow((void **)&r->joined, &r->joined_cap, r->nmembers + 1, sizeof(*r->joined)))
         return false;
     sk_presence *p = presence_find(r, c->user);
     if (!p) {
@@ -94,6 +95,7 @@ sk_member_add(socket_state *st, sk_conn *c, sk_room *r)
         memcpy(p->user, c->user, c->user_len);
     }
     c->rooms[c->nrooms++] = r;
+    r->joined[r->nmembers] = 0;
     r->members[r->nmembers++] = c;
     if (p->conns++ == 0)
         presence_send(st, CHATD_T_PRESENCE_ADD, r, c->user, c->user_len);
@@ -104,6 +106,7 @@ static void
 room_free(sk_room *r)
 {
     free(r->members);
+    free(r->joined);
     free(r->users);
     free(r->waiting);
     free(r);
@@ -131,6 +134,7 @@ sk_member_remove(socket_state *st, sk_conn *c, sk_room *r)
     for (size_t i = 0; i < r->nmembers; i++)
         if (r->members[i] == c) {
             r->members[i] = r->members[--r->nmembers];
+            r->joined[i] = r->joined[r->nmembers];
             break;
         }
     sk_presence *p = presence_find(r, c->user);
@@ -139,6 +143,16 @@ sk_member_remove(socket_state *st, sk_conn *c, sk_room *r)
         *p = r->users[--r->nusers];
     }
     sk_room_release(st, r);
+}
+
+void
+sk_member_joined(sk_room *r, const sk_conn *c, uint64_t seq)
+{
+    if (seq > r->join_seq)
+        r->join_seq = seq;
+    for (size_t i = 0; i < r->nmembers; i++)
+        if (r->members[i] == c && seq > r->joined[i])
+            r->joined[i] = seq;
 }
 
 /* A stored message from fanout: to every local member of its room, as one
@@ -173,7 +187,7 @@ sk_room_deliver(socket_state *st, sk_room *r, const proto_msg *m)
     sio_message sm = { m->room, m->room_len, m->seq, m->id, m->id_len, m->user, m->user_len,
                        m->text, m->text_len, (int64_t)m->ts };
     if (sio_encode_message(&st->out, &sm) == PROTO_OK)
-        rt_metric_add(st->m.delivered, (double)sk_broadcast_out(st, r, NULL));
+        rt_metric_add(st->m.delivered, (double)sk_broadcast_out(st, r, NULL, m->seq));
     proto_mp_buf_reset(&st->out);
 }
 
@@ -192,7 +206,7 @@ sk_on_live_typing(socket_state *st, const proto_env *msg)
         const sk_conn *skip = t.node == st->cfg->node_key ? rt_map_get_u64(&st->conns, t.conn)
                                                            : NULL;
         if (sio_encode_typing(&st->out, t.room, t.room_len, t.user, t.user_len) == PROTO_OK)
-            rt_metric_add(st->m.typing_delivered, (double)sk_broadcast_out(st, r, skip));
+            rt_metric_add(st->m.typing_delivered, (double)sk_broadcast_out(st, r, skip, 0));
         proto_mp_buf_reset(&st->out);
     }
     proto_typing_free(&t);
