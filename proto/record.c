@@ -230,53 +230,33 @@ proto_ack_free(proto_ack *ack)
     record_free(&ack_schema, ack, sizeof(*ack));
 }
 
-/* ---- history ---- */
+/* ---- history and join: requests with one optional field ---- */
 
-proto_err
-proto_history_req_encode(const proto_history_req *r, proto_mp_buf *out)
-{
-    return record_encode(out, &history_req_schema, r,
-                         history_req_schema.required | (r->has_before ? BIT(HREQ_BEFORE) : 0));
-}
+/* The encode, decode and free of a request record whose one optional field
+ * (bit) is sent when r->has is set, and sets r->has to whether it came. */
+#define OPTIONAL_FIELD_RECORD(name, type, schema, has, bit)                          \
+    proto_err proto_##name##_encode(const type *r, proto_mp_buf *out)               \
+    {                                                                               \
+        return record_encode(out, &schema, r,                                       \
+                             schema.required | (r->has ? BIT(bit) : 0));             \
+    }                                                                               \
+                                                                                    \
+    proto_err proto_##name##_decode(const uint8_t *data, size_t len, type *r)      \
+    {                                                                               \
+        uint32_t seen;                                                              \
+        proto_err err = record_decode(data, len, &schema, r, sizeof(*r), &seen);    \
+        r->has = (seen & BIT(bit)) != 0;                                            \
+        return err;                                                                 \
+    }                                                                               \
+                                                                                    \
+    void proto_##name##_free(type *r)                                                \
+    {                                                                               \
+        record_free(&schema, r, sizeof(*r));                                        \
+    }
 
-proto_err
-proto_history_req_decode(const uint8_t *data, size_t len, proto_history_req *r)
-{
-    uint32_t seen;
-    proto_err err = record_decode(data, len, &history_req_schema, r, sizeof(*r), &seen);
-    r->has_before = (seen & BIT(HREQ_BEFORE)) != 0;
-    return err;
-}
-
-void
-proto_history_req_free(proto_history_req *r)
-{
-    record_free(&history_req_schema, r, sizeof(*r));
-}
-
-/* ---- join ---- */
-
-proto_err
-proto_join_req_encode(const proto_join_req *r, proto_mp_buf *out)
-{
-    return record_encode(out, &join_req_schema, r,
-                         join_req_schema.required | (r->has_since ? BIT(JREQ_SINCE) : 0));
-}
-
-proto_err
-proto_join_req_decode(const uint8_t *data, size_t len, proto_join_req *r)
-{
-    uint32_t seen;
-    proto_err err = record_decode(data, len, &join_req_schema, r, sizeof(*r), &seen);
-    r->has_since = (seen & BIT(JREQ_SINCE)) != 0;
-    return err;
-}
-
-void
-proto_join_req_free(proto_join_req *r)
-{
-    record_free(&join_req_schema, r, sizeof(*r));
-}
+OPTIONAL_FIELD_RECORD(history_req, proto_history_req, history_req_schema, has_before,
+                      HREQ_BEFORE)
+OPTIONAL_FIELD_RECORD(join_req, proto_join_req, join_req_schema, has_since, JREQ_SINCE)
 
 /* ---- records whose every field is always present ---- */
 
