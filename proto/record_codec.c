@@ -83,9 +83,14 @@ record_store_str(void *rec, const record_field *f, const char *s, size_t len)
     return PROTO_OK;
 }
 
+/* The start of a list field: v must be an array of at most f->max; its n
+ * elements of size bytes are allocated zeroed into *out (NULL when n is 0)
+ * and owned by the record from here on, so that its free releases a list
+ * that fails half way. */
 static proto_err
-decode_msgs(const msgpack_object *v, const record_field *f, void *rec)
+list_start(const msgpack_object *v, const record_field *f, void *rec, size_t size, void **out)
 {
+    *out = NULL;
     if (v->type != MSGPACK_OBJECT_ARRAY)
         return PROTO_E_TYPE;
     size_t n = v->via.array.size;
@@ -93,16 +98,23 @@ decode_msgs(const msgpack_object *v, const record_field *f, void *rec)
         return PROTO_E_TOO_LONG;
     if (n == 0)
         return PROTO_OK;
-    proto_msg *msgs = calloc(n, sizeof(*msgs));
-    if (!msgs)
+    if (!(*out = calloc(n, size)))
         return PROTO_E_NOMEM;
-    /* Owned by the record from here on, so that its free releases a list
-     * that fails half way. */
-    *AT(rec, f->off, proto_msg *) = msgs;
+    *AT(rec, f->off, void *) = *out;
     *AT(rec, f->len_off, size_t) = n;
-    for (size_t i = 0; i < n; i++) {
+    return PROTO_OK;
+}
+
+static proto_err
+decode_msgs(const msgpack_object *v, const record_field *f, void *rec)
+{
+    proto_msg *msgs;
+    proto_err err = list_start(v, f, rec, sizeof(*msgs), (void **)&msgs);
+    if (err != PROTO_OK || !msgs)
+        return err;
+    for (size_t i = 0, n = v->via.array.size; i < n; i++) {
         uint32_t seen;
-        proto_err err = decode_map(&v->via.array.ptr[i], record_msg_schema, &msgs[i], &seen);
+        err = decode_map(&v->via.array.ptr[i], record_msg_schema, &msgs[i], &seen);
         if (err != PROTO_OK)
             return err;
     }
@@ -112,23 +124,15 @@ decode_msgs(const msgpack_object *v, const record_field *f, void *rec)
 static proto_err
 decode_users(const msgpack_object *v, const record_field *f, void *rec)
 {
-    if (v->type != MSGPACK_OBJECT_ARRAY)
-        return PROTO_E_TYPE;
-    size_t n = v->via.array.size;
-    if (n > f->max)
-        return PROTO_E_TOO_LONG;
-    if (n == 0)
-        return PROTO_OK;
-    proto_user_name *users = calloc(n, sizeof(*users));
-    if (!users)
-        return PROTO_E_NOMEM;
-    *AT(rec, f->off, proto_user_name *) = users;
-    *AT(rec, f->len_off, size_t) = n;
-    for (size_t i = 0; i < n; i++) {
+    proto_user_name *users;
+    proto_err err = list_start(v, f, rec, sizeof(*users), (void **)&users);
+    if (err != PROTO_OK || !users)
+        return err;
+    for (size_t i = 0, n = v->via.array.size; i < n; i++) {
         const msgpack_object *u = &v->via.array.ptr[i];
         if (u->type != MSGPACK_OBJECT_STR)
             return PROTO_E_TYPE;
-        proto_err err = proto_check_user(u->via.str.ptr, u->via.str.size);
+        err = proto_check_user(u->via.str.ptr, u->via.str.size);
         if (err != PROTO_OK)
             return err;
         memcpy(users[i], u->via.str.ptr, u->via.str.size);
