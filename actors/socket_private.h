@@ -43,6 +43,9 @@
 
 typedef struct sk_room sk_room;
 
+/* Live messages a room holds while it catches up, at most. */
+#define SK_HELD_MAX 4096
+
 typedef enum sk_conn_phase {
     SK_OPEN,            /* Engine.IO open sent, waiting for CONNECT */
     SK_CONNECTED,       /* Socket.IO connected as user */
@@ -89,6 +92,9 @@ struct sk_room {
     uint64_t live_seq;              /* the highest seq delivered live here */
     uint64_t join_seq;              /* the highest seq a join here answered */
     bool catch_up;                  /* resubscribing: fetch what was missed */
+    bool catching_up;               /* that fetch is in flight: live ones wait */
+    proto_msg *held;                /* live messages that came meanwhile */
+    size_t nheld, held_cap;
 };
 
 typedef enum sk_req_kind {
@@ -192,6 +198,10 @@ int sk_ask_room(socket_state *st, uint32_t type, uint64_t corr, const char *name
 /* Fanout's messages: a stored message and a typing event for local members;
  * fanout (re)started. */
 void sk_on_live_message(socket_state *st, const proto_env *msg);
+
+/* A room's catch-up is over (answered or failed): the live messages held
+ * meanwhile are delivered now, in order (repeats drop out there). */
+void sk_room_caught_up(socket_state *st, sk_room *r);
 
 /* c's join of r was answered with seq: live messages at or below it are not
  * for c (it has them from the join, or joined without wanting them). */

@@ -148,6 +148,11 @@ fail_req(socket_state *st, sk_req *r, sio_error err, const char *message)
     }
     if (r->kind == SK_REQ_JOIN)
         join_undo(st, r, c);
+    if (r->kind == SK_REQ_CATCHUP) {
+        sk_room *rm = sk_room_get(st, r->room_name, r->room_len, false);
+        if (rm)
+            sk_room_caught_up(st, rm);
+    }
     if (c)
         sk_ack_err(st, c, r->has_ack, r->ack_id, err, message);
     req_free(st, r);
@@ -337,12 +342,15 @@ static void
 catch_up(socket_state *st, sk_room *r)
 {
     sk_req *q = req_new(st, SK_REQ_CATCHUP, NULL, false, 0);
-    if (!q)
-        return;                 /* the next live message shows the gap */
+    if (!q) {
+        sk_room_caught_up(st, r);   /* the next live message shows the gap */
+        return;
+    }
     memcpy(q->room_name, r->name, r->name_len);
     q->room_len = r->name_len;
     q->has_since = true;
     q->since = r->live_seq > r->join_seq ? r->live_seq : r->join_seq;
+    r->catching_up = true;
     join_ask_store(st, q);
 }
 
@@ -357,6 +365,8 @@ catch_up_reply(socket_state *st, sk_req *q, const proto_env *msg)
     if (proto_join_reply_decode(msg->payload, msg->payload_len, &jr) != PROTO_OK) {
         rt_warn(rt_who(st->self), "undecodable catch-up of %.*s", (int)q->room_len, q->room_name);
         req_free(st, q);
+        if (r)
+            sk_room_caught_up(st, r);
         return;
     }
     req_free(st, q);
@@ -367,6 +377,8 @@ catch_up_reply(socket_state *st, sk_req *q, const proto_env *msg)
                 (int)r->name_len, r->name, jr.count);
         if (jr.more && r->nmembers)
             catch_up(st, r);
+        else
+            sk_room_caught_up(st, r);
     }
     proto_join_reply_free(&jr);
 }

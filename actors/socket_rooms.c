@@ -105,6 +105,9 @@ sk_member_add(socket_state *st, sk_conn *c, sk_room *r)
 static void
 room_free(sk_room *r)
 {
+    for (size_t i = 0; i < r->nheld; i++)
+        proto_msg_free(&r->held[i]);
+    free(r->held);
     free(r->members);
     free(r->joined);
     free(r->users);
@@ -169,9 +172,31 @@ sk_on_live_message(socket_state *st, const proto_env *msg)
         return;
     }
     sk_room *r = sk_room_get(st, m.room, m.room_len, false);
-    if (r)
+    if (r && r->catching_up) {
+        /* after the fetched ones: a live one could overtake a missed one,
+         * which its seq would then drop as a repeat */
+        if (r->nheld < SK_HELD_MAX &&
+            rt_grow((void **)&r->held, &r->held_cap, r->nheld + 1, sizeof(*r->held))) {
+            r->held[r->nheld++] = m;
+            return;
+        }
+        rt_warn(rt_who(st->self), "%.*s: too many live messages while catching up; "
+                "members fill the gap with join since", (int)r->name_len, r->name);
+    } else if (r) {
         sk_room_deliver(st, r, &m);
+    }
     proto_msg_free(&m);
+}
+
+void
+sk_room_caught_up(socket_state *st, sk_room *r)
+{
+    r->catching_up = false;
+    for (size_t i = 0; i < r->nheld; i++) {
+        sk_room_deliver(st, r, &r->held[i]);
+        proto_msg_free(&r->held[i]);
+    }
+    r->nheld = 0;
 }
 
 void

@@ -379,6 +379,11 @@ test_live_repeats_and_catch_up(void **state)
     assert_string_equal(q.room, "r");
     assert_true(q.has_since);
     assert_int_equal(q.since, 9);
+    /* live ones while the fetch is out wait for it: 12 overtaking 10 and 11
+     * would make them look like repeats */
+    live_message(rt, "r", 11, "x11", "eleven");
+    live_message(rt, "r", 12, "x12", "twelve");
+    assert_null(ws_client_next_frame(rt, c, 50));
     proto_msg missed[2];
     assert_int_equal(proto_msg_set(&missed[0], "r", 1, "x10", 3, "bob", 3, "ten", 3,
                                    1700000000000ull, 10), PROTO_OK);
@@ -399,6 +404,9 @@ test_live_repeats_and_catch_up(void **state)
     ws_client_expect_frame(
         rt, c, "42[\"message\",{\"room\":\"r\",\"seq\":11,\"id\":\"x11\",\"user\":\"bob\","
             "\"text\":\"eleven\",\"ts\":1700000000000}]");
+    ws_client_expect_frame(
+        rt, c, "42[\"message\",{\"room\":\"r\",\"seq\":12,\"id\":\"x12\",\"user\":\"bob\","
+            "\"text\":\"twelve\",\"ts\":1700000000000}]");
     live_message(rt, "r", 11, "x11", "eleven");     /* the live copy, late */
     assert_null(ws_client_next_frame(rt, c, 50));
     ws_client_free(c);
