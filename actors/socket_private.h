@@ -92,6 +92,7 @@ struct sk_room {
     uint64_t live_seq;              /* the highest seq delivered live here */
     uint64_t join_seq;              /* the highest seq a join here answered */
     bool catch_up;                  /* resubscribing: fetch what was missed */
+    unsigned holds;                 /* kept alive while > 0 (sk_room_release) */
     bool catching_up;               /* that fetch is in flight: live ones wait */
     proto_msg *held;                /* live messages that came meanwhile */
     size_t nheld, held_cap;

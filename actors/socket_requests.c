@@ -104,12 +104,17 @@ sub_done(socket_state *st, sk_room *r, bool ok)
     sk_req **waiting = r->waiting;
     r->waiting = NULL;
     r->nwaiting = r->waiting_cap = 0;
+    /* a join that fails here undoes its membership, which may leave the room
+     * empty: it must not be freed under this loop (a store restarting at the
+     * moment a subscription came live did that; the soak found it) */
+    r->holds++;
     for (size_t i = 0; i < n; i++) {
         if (ok)
             join_ask_store(st, waiting[i]);
         else
             fail_req(st, waiting[i], SIO_E_UNAVAILABLE, "live delivery is unavailable");
     }
+    r->holds--;
     free(waiting);
     sk_room_release(st, r);
 }

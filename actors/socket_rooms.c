@@ -118,7 +118,7 @@ room_free(sk_room *r)
 void
 sk_room_release(socket_state *st, sk_room *r)
 {
-    if (r->nmembers || r->nwaiting || r->sub_req)
+    if (r->nmembers || r->nwaiting || r->sub_req || r->holds)
         return;
     if (r->sub == SK_SUB_LIVE)
         sk_ask_room(st, CHATD_T_UNSUBSCRIBE, 0, r->name, r->name_len);

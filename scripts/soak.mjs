@@ -4,7 +4,7 @@
 // history in Jepsen's manner. Exits 1 naming the first violation.
 //
 //   node scripts/soak.mjs [--seconds 600] [--seed N] [--clients 30] [--rooms 10]
-//                         [--mixed] [--crash-p 0.0002]
+//                         [--mixed] [--crash-p 0.0002] [--only KIND,...]
 //
 // Faults, one at a time, a few seconds apart: SIGKILL of a node and its restart,
 // SIGSTOP/SIGCONT of a node, PostgreSQL restart, Redis restart, Kafka broker
@@ -31,7 +31,7 @@ import {
 } from '../tests/integration/cluster_ops.mjs';
 
 function options(argv) {
-    const o = { seconds: 600, seed: Date.now() % 2147483647, clients: 30, rooms: 10, mixed: false, crashP: 0.0002 };
+    const o = { seconds: 600, seed: Date.now() % 2147483647, clients: 30, rooms: 10, mixed: false, crashP: 0.0002, only: null };
     for (let i = 0; i < argv.length; i++) {
         const a = argv[i];
         const next = () => {
@@ -45,7 +45,11 @@ function options(argv) {
         else if (a === '--rooms') o.rooms = next();
         else if (a === '--crash-p') o.crashP = next();
         else if (a === '--mixed') o.mixed = true;
+        else if (a === '--only') o.only = argv[++i].split(',');
         else throw new Error(`unknown argument ${a} (see scripts/soak --help)`);
+    }
+    for (const k of o.only || []) {
+        if (!FAULT_KINDS.includes(k)) throw new Error(`--only: no fault kind ${k} (${FAULT_KINDS.join(', ')})`);
     }
     return o;
 }
@@ -66,6 +70,8 @@ function rng(seed) {
         pick: (xs) => xs[Math.floor(next() * xs.length)],
     };
 }
+
+const FAULT_KINDS = ['node_kill', 'node_stop', 'postgres_restart', 'redis_restart', 'broker_kill', 'broker_stop'];
 
 const t0 = Date.now();
 const log = (msg) => process.stdout.write(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
@@ -100,7 +106,9 @@ class Soak {
         nd.exit.then(() => {
             if (this.stopping || this.intentional.has(nd)) return;
             this.selfExits++;
-            log(`${nd.id} exited by itself (${JSON.stringify(nd.exitInfo)}); restarting it`);
+            log(`${nd.id} exited by itself (${JSON.stringify(nd.exitInfo)}); restarting it. The end of its log:`);
+            const lines = fs.readFileSync(nd.log, 'utf8').trimEnd().split('\n');
+            process.stdout.write(lines.slice(-12).map((l) => `    ${l}\n`).join(''));
             sleep(500).then(() => this.restartNode(nd)).catch((e) => log(`${nd.id} restart failed: ${e.message}`));
         });
     }
@@ -124,7 +132,7 @@ class Soak {
     // One fault from the schedule, healed before it returns.
     async fault() {
         const r = this.r;
-        const kind = r.pick(['node_kill', 'node_stop', 'postgres_restart', 'redis_restart', 'broker_kill', 'broker_stop']);
+        const kind = r.pick(this.o.only || FAULT_KINDS);
         this.faults[kind] = (this.faults[kind] || 0) + 1;
         const nd = r.pick(this.c.nodes.filter((n) => n.running));
         const svc = (cmd) => this.c.services.cmd(cmd, 120000);

@@ -413,6 +413,31 @@ test_live_repeats_and_catch_up(void **state)
     close_socket(rt);
 }
 
+/* A join waiting for its room's subscription fails when the store is gone
+ * by the time the subscription comes live: its membership is undone, which
+ * empties the room, and the room is freed once, after the waiting joins are
+ * answered (freeing it under that loop was a use-after-free under ASan). */
+static void
+test_join_fails_as_subscription_comes_live(void **state)
+{
+    (void)state;
+    rt_runtime *rt = open_socket();
+    ws_client *c = connect_user(rt, "alice");
+    assert_int_equal(rt_kill(rt, rt_whereis(rt, CHATD_STORE), RT_EXIT_KILLED, "test"), RT_OK);
+    ws_client_send_text(c, "421[\"join\",{\"room\":\"gone\"}]");
+    stub_msg m;
+    assert_true(stub_wait(rt, CHATD_FANOUT, CHATD_T_SUBSCRIBE, &m, 2000));
+    reply_ack(rt, &m, true);
+    stub_msg_free(&m);
+    ws_client_expect_frame(rt, c, "431[{\"ok\":false,\"error\":{\"code\":\"unavailable\","
+                                  "\"message\":\"the message store is unavailable\"}}]");
+    /* the empty room was given up: its subscription too */
+    assert_true(stub_wait(rt, CHATD_FANOUT, CHATD_T_UNSUBSCRIBE, &m, 2000));
+    stub_msg_free(&m);
+    ws_client_free(c);
+    close_socket(rt);
+}
+
 static void
 test_validation_order(void **state)
 {
@@ -646,6 +671,7 @@ main(void)
         cmocka_unit_test_teardown(test_connect, teardown),
         cmocka_unit_test_teardown(test_join_message_live, teardown),
         cmocka_unit_test_teardown(test_live_repeats_and_catch_up, teardown),
+        cmocka_unit_test_teardown(test_join_fails_as_subscription_comes_live, teardown),
         cmocka_unit_test_teardown(test_validation_order, teardown),
         cmocka_unit_test_teardown(test_timeout_is_unavailable, teardown),
         cmocka_unit_test_teardown(test_frame_limits, teardown),
