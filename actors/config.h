@@ -1,6 +1,7 @@
 /*
- * chatd's configuration: every setting has a flag, an environment variable
- * and a default that works locally. Flags win over the environment.
+ * chatd's configuration, as the actors read it: every setting has a default
+ * that works locally (chatd_config_defaults), and a flag and an environment
+ * variable that change it (node/options.h; flags win over the environment).
  */
 #ifndef CHATD_ACTORS_CONFIG_H
 #define CHATD_ACTORS_CONFIG_H
@@ -8,7 +9,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #define CHATD_ROLE_SOCKET   (1u << 0)
 #define CHATD_ROLE_PRODUCER (1u << 1)
@@ -57,18 +57,5 @@ typedef struct chatd_config {
 
 /* Fills cfg with the defaults. */
 void chatd_config_defaults(chatd_config *cfg);
-
-/*
- * Reads the environment, then argv, into cfg (which holds the defaults).
- * Returns 0 on success, 1 when --help was given (usage printed to stdout),
- * -1 on a bad value (a message naming it printed to stderr).
- */
-int chatd_config_parse(chatd_config *cfg, int argc, char **argv);
-
-/* Parses "socket,producer,..." or "all" into a role mask; 0 when invalid. */
-unsigned chatd_roles_parse(const char *s);
-
-/* Prints the usage with every flag, its variable and its default. */
-void chatd_config_usage(FILE *out);
 
 #endif

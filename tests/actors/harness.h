@@ -13,7 +13,7 @@
 #define CHATD_TESTS_ACTORS_HARNESS_H
 
 #include "actors/chatd.h"
-#include "actors/config.h"
+#include "node/options.h"
 #include "tests/runtime/rt_test.h"
 
 typedef struct stub_msg {

@@ -18,7 +18,7 @@
 //   it('does something', async () => { const s = await connect(ctx.c.url(0), 'alice'); ... });
 //
 // Environment: CHATD_BUILD (debug | asan | release; default debug) picks
-// build/<mode>/actors/chatd and the broker of the same mode; CHATD_BIN overrides
+// build/<mode>/node/chatd and the broker of the same mode; CHATD_BIN overrides
 // the chatd path; CHATD_IT_KEEP=1 keeps the temp dir (logs) for inspection;
 // CHATD_IT_VERBOSE=1 prints node logs of failing tests in full.
 
@@ -35,7 +35,7 @@ import WebSocket from 'ws';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BUILD = process.env.CHATD_BUILD || 'debug';
-export const CHATD = process.env.CHATD_BIN || path.join(ROOT, 'build', BUILD, 'actors', 'chatd');
+export const CHATD = process.env.CHATD_BIN || path.join(ROOT, 'build', BUILD, 'node', 'chatd');
 const WRAPPER = path.join(ROOT, 'tests', 'integration', 'services-wrapper.sh');
 const SLOW = BUILD === 'asan' ? 2 : 1; // time multiplier for sanitizer builds
 

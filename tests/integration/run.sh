@@ -5,7 +5,7 @@
 #   tests/integration/run.sh [node --test args...]      e.g. faults.test.mjs
 #
 # Environment: CHATD_BUILD=debug|asan|release (default debug) picks
-# build/<mode>/actors/chatd and chatd-kafka-probe of the same mode (the Kafka
+# build/<mode>/node/chatd and chatd-kafka-probe of the same mode (the Kafka
 # broker's readiness check); both must be built (scons -Q -j2 mode=<mode>). The
 # services, Apache Kafka among them, are started by each file's harness
 # (cluster.mjs, which web/test/e2e.test.mjs uses too). CHATD_IT_KEEP=1 keeps each
@@ -25,7 +25,7 @@ command -v node >/dev/null || { echo "run.sh: node (>= 20) not found" >&2; exit 
 npm_ci_if_stale "$here"
 
 mode=${CHATD_BUILD:-debug}
-for f in "$root/build/$mode/actors/chatd" "$root/build/$mode/deploy/mockbroker/chatd-kafka-probe"; do
+for f in "$root/build/$mode/node/chatd" "$root/build/$mode/deploy/mockbroker/chatd-kafka-probe"; do
     [[ -x $f ]] || { echo "run.sh: $f not built (scons -Q -j2 mode=$mode)" >&2; exit 2; }
 done
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 
 #include "actors/chatd.h"
-#include "actors/config.h"
+#include "node/options.h"
 #include "actors/consumer.h"
 #include "actors/fanout.h"
 #include "actors/producer.h"
