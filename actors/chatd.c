@@ -37,6 +37,40 @@ chatd_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t
+chatd_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+rt_histogram *
+chatd_stage_histogram(rt_runtime *rt, chatd_stage stage)
+{
+    static const char *const labels[CHATD_STAGES] = {
+        [CHATD_STAGE_ACKED] = "stage=\"acked\"",
+        [CHATD_STAGE_CONSUMED] = "stage=\"consumed\"",
+        [CHATD_STAGE_STORED] = "stage=\"stored\"",
+        [CHATD_STAGE_PUBLISHED] = "stage=\"published\"",
+        [CHATD_STAGE_RECEIVED] = "stage=\"received\"",
+        [CHATD_STAGE_DELIVERED] = "stage=\"delivered\"",
+    };
+    return rt_histogram_get(rt, "chatd_stage_seconds", labels[stage],
+                            "Age of a message at each stage of its path, since the "
+                            "accepting socket read it.");
+}
+
+void
+chatd_stage_observe(rt_histogram *h, uint64_t rx_us)
+{
+    if (!rx_us)
+        return;
+    uint64_t now = chatd_wall_us();
+    /* another node's clock may be ahead: that counts as 0, not as 2^64 us */
+    rt_histogram_observe(h, now > rx_us ? (double)(now - rx_us) / 1e6 : 0);
+}
+
 kafka_client *
 chatd_kafka_open(rt_actor *self, const chatd_config *cfg, const kafka_setup *s)
 {

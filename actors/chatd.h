@@ -102,6 +102,39 @@ void chatd_reply_ack(rt_actor *self, rt_id to, uint64_t corr, proto_ack_code cod
  * monotonic clock, for deadlines). */
 uint64_t chatd_wall_ms(void);
 
+/* The same clock in microseconds: a message's trace stamp (proto_msg.rx_us). */
+uint64_t chatd_wall_us(void);
+
+/*
+ * The stages of a message's path, in order. At each one the actor there
+ * observes the message's age (now - rx_us, the wall clock, so the stages on
+ * another node are comparable on one machine and skewed by the clocks'
+ * offset across machines) in chatd_stage_seconds{stage="..."}, a histogram:
+ *   acked     the producer's delivery report reached the socket (Kafka acks=all)
+ *   consumed  the consumer read it from Kafka
+ *   stored    its batch was committed in PostgreSQL
+ *   published Redis answered its PUBLISH
+ *   received  the fanout of a node with members got it from Redis
+ *   delivered the socket queued it on its members' connections (written
+ *             right after that turn)
+ */
+typedef enum chatd_stage {
+    CHATD_STAGE_ACKED,
+    CHATD_STAGE_CONSUMED,
+    CHATD_STAGE_STORED,
+    CHATD_STAGE_PUBLISHED,
+    CHATD_STAGE_RECEIVED,
+    CHATD_STAGE_DELIVERED,
+    CHATD_STAGES
+} chatd_stage;
+
+/* The stage's histogram; look it up once (at init) and keep the pointer. */
+struct rt_histogram *chatd_stage_histogram(rt_runtime *rt, chatd_stage stage);
+
+/* Observes the age of a message stamped rx_us; nothing when rx_us is 0
+ * (a message read back from PostgreSQL carries no stamp). */
+void chatd_stage_observe(struct rt_histogram *h, uint64_t rx_us);
+
 struct chatd_config;
 struct kafka_client;
 struct kafka_setup;

@@ -53,6 +53,7 @@ typedef struct consumer_state {
     rt_timer_id close_timer;
 
     rt_metric *consumed, *poison;
+    struct rt_histogram *h_consumed;    /* chatd_stage_seconds{stage="consumed"} */
 } consumer_state;
 
 static void read_some(rt_actor *self, consumer_state *st);
@@ -116,6 +117,7 @@ consumer_init(rt_actor *self, const void *arg)
                                  "Messages read from Kafka and acked by the store.");
     st->poison = rt_metric_get(rt, RT_COUNTER, "chatd_kafka_poison_total", NULL,
                                "Kafka records that did not decode and were skipped.");
+    st->h_consumed = chatd_stage_histogram(rt, CHATD_STAGE_CONSUMED);
     st->msgs = calloc(PROTO_BATCH_MAX, sizeof(*st->msgs));
     st->parts = calloc(PROTO_BATCH_MAX, sizeof(*st->parts));
     st->offsets = rd_kafka_topic_partition_list_new(8);
@@ -169,6 +171,7 @@ on_record(void *ud, const rd_kafka_message_t *m)
                 rd_kafka_topic_name(m->rkt), m->partition, m->offset, proto_strerror(perr));
         return;
     }
+    chatd_stage_observe(st->h_consumed, st->msgs[st->n].rx_us);
     st->parts[st->n++] = m->partition;
 }
 

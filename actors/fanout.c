@@ -83,7 +83,7 @@ handle_batch(fanout_state *st, const proto_env *msg)
         chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_BAD_REQUEST, proto_strerror(e));
         return RT_OK;
     }
-    fanout_batch *fb = calloc(1, sizeof(*fb));
+    fanout_batch *fb = calloc(1, sizeof(*fb) + b.count * sizeof(fb->rx_us[0]));
     if (!fb) {
         proto_batch_free(&b);
         chatd_reply_ack(st->self, msg->from, msg->corr, PROTO_ACK_UNAVAILABLE, "out of memory");
@@ -105,9 +105,10 @@ handle_batch(fanout_state *st, const proto_env *msg)
             continue;
         }
         if (publish(st, PROTO_T_MESSAGE, m->room, m->room_len, st->rec.data, st->rec.len,
-                    &fb->cmd))
+                    &fb->cmd)) {
             fb->left++;
-        else
+            fb->rx_us[fb->queued++] = m->rx_us;
+        } else
             fb->failed = true;
     }
     proto_batch_free(&b);
@@ -244,10 +245,13 @@ on_reply(void *data, const redisReply *reply, void *privdata)
     if (cmd->is_batch) {
         fanout_batch *fb = (fanout_batch *)(void *)privdata;
         fb->left--;
-        if (!reply || reply->type == REDIS_REPLY_ERROR)
+        uint64_t rx_us = fb->replied < fb->queued ? fb->rx_us[fb->replied++] : 0;
+        if (!reply || reply->type == REDIS_REPLY_ERROR) {
             fb->failed = true;
-        else
+        } else {
             rt_metric_add(st->m_published, 1);
+            chatd_stage_observe(st->h_published, rx_us);
+        }
         batch_settle(st, fb);
         if (!reply || reply->type != REDIS_REPLY_ERROR)
             return;
@@ -277,7 +281,8 @@ on_subscribed(void *data, const char *chan, size_t chan_len)
 
 /* Why a channel message of room is not fit for the socket, or NULL. */
 static const char *
-check_channel_message(const proto_env *env, const char *room, size_t room_len, proto_err *e)
+check_channel_message(const proto_env *env, const char *room, size_t room_len, proto_err *e,
+                      uint64_t *rx_us)
 {
     if (env->from != 0 || env->to != 0 || env->corr != 0)
         return "envelope carries an address (from, to and corr must be 0)";
@@ -287,6 +292,7 @@ check_channel_message(const proto_env *env, const char *room, size_t room_len, p
             return "message record";
         bool same = m.room_len == room_len && memcmp(m.room, room, room_len) == 0;
         bool stored = m.seq != 0;
+        *rx_us = m.rx_us;
         proto_msg_free(&m);
         if (!same)
             return "message of another room";
@@ -319,10 +325,11 @@ on_message(void *data, const char *chan, size_t chan_len, const char *payload, s
     proto_err e = PROTO_OK;
     proto_env env;
     const char *why;
+    uint64_t rx_us = 0;
     if ((e = proto_env_decode((const uint8_t *)payload, len, &env)) != PROTO_OK)
         why = "envelope";
     else
-        why = check_channel_message(&env, room, room_len, &e);
+        why = check_channel_message(&env, room, room_len, &e, &rx_us);
     if (why) {
         rt_metric_add(st->m_bad, 1);
         rt_warn(rt_who(st->self), "dropped a bad message on " FANOUT_ROOM_PREFIX "%.*s: %s%s%s",
@@ -331,6 +338,7 @@ on_message(void *data, const char *chan, size_t chan_len, const char *payload, s
         return;
     }
     rt_metric_add(st->m_received, 1);
+    chatd_stage_observe(st->h_received, rx_us);
     rt_send_named(st->rt, rt_self(st->self), st->socket, env.type, 0, env.payload,
                   env.payload_len);
 }
@@ -358,6 +366,8 @@ metrics_get(fanout_state *st)
                                   "reason=\"queue_full\"", "Fanout input dropped.");
     st->m_up = rt_metric_get(st->rt, RT_GAUGE, "chatd_backend_up", "backend=\"redis\"",
                              "1 when the backend is connected.");
+    st->h_published = chatd_stage_histogram(st->rt, CHATD_STAGE_PUBLISHED);
+    st->h_received = chatd_stage_histogram(st->rt, CHATD_STAGE_RECEIVED);
 }
 
 static int

@@ -58,6 +58,10 @@ typedef struct fanout_batch {
     uint64_t corr;
     size_t left;                /* PUBLISHes without a reply yet */
     bool failed;                /* one was refused or lost */
+    /* the trace stamps of the messages published, in order (Redis answers
+     * one connection's commands in order): replied of them answered */
+    size_t queued, replied;
+    uint64_t rx_us[];
 } fanout_batch;
 
 typedef struct fanout_waiter {
@@ -101,6 +105,7 @@ typedef struct fanout_state {
     size_t env_cap;
 
     rt_metric *m_published, *m_received, *m_bad, *m_refused, *m_up;
+    struct rt_histogram *h_published, *h_received;  /* chatd_stage_seconds */
 } fanout_state;
 
 /* ---- presence.c ---- */

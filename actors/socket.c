@@ -325,6 +325,8 @@ metrics_init(socket_state *st, rt_runtime *rt)
     }
     st->m.delivered = rt_metric_get(rt, RT_COUNTER, "chatd_messages_delivered_total", NULL,
                                     "Message events queued to client connections.");
+    st->m.acked = chatd_stage_histogram(rt, CHATD_STAGE_ACKED);
+    st->m.delivered_age = chatd_stage_histogram(rt, CHATD_STAGE_DELIVERED);
     st->m.typing_delivered = rt_metric_get(rt, RT_COUNTER, "chatd_typing_delivered_total",
                                            NULL, "Typing events queued to client connections.");
     st->m.live_stale = rt_metric_get(rt, RT_COUNTER, "chatd_live_stale_dropped_total", NULL,

@@ -120,6 +120,7 @@ struct sk_req {
     char room_name[PROTO_DM_ROOM_MAX + 1];
     char msg_id[PROTO_MSGID_MAX + 1];
     size_t room_len, msg_id_len;
+    uint64_t rx_us;                 /* MESSAGE: its trace stamp */
     bool has_since;
     uint64_t since;
     rt_link link;                   /* in socket_state.by_deadline */
@@ -146,6 +147,7 @@ typedef struct socket_state {
         rt_metric *acks_ok;
         rt_metric *acks_err[SIO_E_UNAVAILABLE + 1];
         rt_metric *delivered;
+        struct rt_histogram *acked, *delivered_age;    /* chatd_stage_seconds */
         rt_metric *typing_delivered;
         rt_metric *live_stale;
         rt_metric *slow_closes;

@@ -204,6 +204,8 @@ on_ack(socket_state *st, sk_req *r, const proto_env *msg)
         return;
     }
     sk_conn *c = rt_map_get_u64(&st->conns, r->conn_id);
+    if (r->kind == SK_REQ_MESSAGE)
+        chatd_stage_observe(st->m.acked, r->rx_us);
     if (c && r->kind == SK_REQ_MESSAGE) {
         json_t *f = json_pack("{s:s%}", "id", r->msg_id, r->msg_id_len);
         sk_ack_ok(st, c, r->has_ack, r->ack_id, f);
@@ -430,11 +432,13 @@ static void
 ev_message(socket_state *st, sk_conn *c, const sio_packet *p, const sio_request *rq)
 {
     proto_msg m;
+    uint64_t rx_us = chatd_wall_us();
     if (proto_msg_set(&m, rq->room, rq->room_len, rq->id, rq->id_len, c->user, c->user_len,
-                      rq->text, rq->text_len, chatd_wall_ms(), 0) != PROTO_OK) {
+                      rq->text, rq->text_len, rx_us / 1000, 0) != PROTO_OK) {
         sk_ack_err(st, c, p->has_ack, p->ack_id, SIO_E_BAD_REQUEST, "invalid message");
         return;
     }
+    m.rx_us = rx_us;
     sk_req *r = req_new(st, SK_REQ_MESSAGE, c, p->has_ack, p->ack_id);
     proto_mp_buf b;
     proto_mp_buf_growing(&b);
@@ -445,6 +449,7 @@ ev_message(socket_state *st, sk_conn *c, const sio_packet *p, const sio_request 
     } else {
         memcpy(r->msg_id, rq->id, rq->id_len);
         r->msg_id_len = rq->id_len;
+        r->rx_us = rx_us;
         if (sk_ask(st, CHATD_PRODUCER, PROTO_T_MESSAGE, r->corr, &b) != RT_OK)
             fail_req(st, r, SIO_E_UNAVAILABLE, "the message broker is unavailable");
     }

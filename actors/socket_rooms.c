@@ -211,8 +211,10 @@ sk_room_deliver(socket_state *st, sk_room *r, const proto_msg *m)
     r->live_seq = m->seq;
     sio_message sm = { m->room, m->room_len, m->seq, m->id, m->id_len, m->user, m->user_len,
                        m->text, m->text_len, (int64_t)m->ts };
-    if (sio_encode_message(&st->out, &sm) == PROTO_OK)
+    if (sio_encode_message(&st->out, &sm) == PROTO_OK) {
         rt_metric_add(st->m.delivered, (double)sk_broadcast_out(st, r, NULL, m->seq));
+        chatd_stage_observe(st->m.delivered_age, m->rx_us);
+    }
     proto_mp_buf_reset(&st->out);
 }
 

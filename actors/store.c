@@ -247,6 +247,7 @@ store_init(rt_actor *self, const void *arg)
                            "1 when the backend is connected.");
     st->stored = rt_metric_get(rt, RT_COUNTER, "chatd_messages_stored_total", NULL,
                                "Messages newly stored in PostgreSQL.");
+    st->h_stored = chatd_stage_histogram(rt, CHATD_STAGE_STORED);
     st->republished = rt_metric_get(rt, RT_COUNTER, "chatd_messages_republished_total", NULL,
                                     "Messages stored before (redelivered records) published again.");
     rt_metric_set(st->up, 0);

@@ -158,6 +158,8 @@ store_finish_batch(rt_actor *self, store_state *st, store_job *j, const PGresult
     if (bad)
         rt_error(rt_who(self), "chatd_store_batch returned %zu bad rows", bad);
     rt_metric_add(st->stored, (double)j->nfresh);
+    for (size_t i = 0; i < j->nfresh; i++)
+        chatd_stage_observe(st->h_stored, j->fresh[i].rx_us);
     rt_debug(rt_who(self), "batch %" PRIu64 ": %zu messages, %zu new", j->corr, b->count,
              j->nfresh);
     if (j->nfresh + bad >= b->count) {

@@ -71,6 +71,7 @@ typedef struct store_state {
 
     rt_metric *up;
     rt_metric *stored;
+    struct rt_histogram *h_stored;  /* chatd_stage_seconds{stage="stored"} */
     rt_metric *republished;
 } store_state;
 

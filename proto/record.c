@@ -74,8 +74,9 @@ static const record_field msg_fields[] = {
     STR("text", K_TEXT, proto_msg, text),
     U64("ts", proto_msg, ts, 0, UINT64_MAX),
     U64("seq", proto_msg, seq, 0, UINT64_MAX),
+    U64("rx", proto_msg, rx_us, 0, UINT64_MAX),    /* optional: sent when not 0 */
 };
-static const record_schema msg_schema = { msg_fields, 6, ALL(6) };
+static const record_schema msg_schema = { msg_fields, 7, ALL(6) };
 const record_schema *const record_msg_schema = &msg_schema;
 
 static const record_field batch_fields[] = {
@@ -230,6 +231,31 @@ proto_ack_free(proto_ack *ack)
     record_free(&ack_schema, ack, sizeof(*ack));
 }
 
+uint32_t
+record_msg_present(const proto_msg *m)
+{
+    return msg_schema.required | (m->rx_us ? BIT(6) : 0);
+}
+
+proto_err
+proto_msg_encode(const proto_msg *m, proto_mp_buf *out)
+{
+    return record_encode(out, &msg_schema, m, record_msg_present(m));
+}
+
+proto_err
+proto_msg_decode(const uint8_t *data, size_t len, proto_msg *m)
+{
+    uint32_t seen;
+    return record_decode(data, len, &msg_schema, m, sizeof(*m), &seen);
+}
+
+void
+proto_msg_free(proto_msg *m)
+{
+    record_free(&msg_schema, m, sizeof(*m));
+}
+
 /* ---- history and join: requests with one optional field ---- */
 
 /* The encode, decode and free of a request record whose one optional field
@@ -280,7 +306,6 @@ OPTIONAL_FIELD_RECORD(join_req, proto_join_req, join_req_schema, has_since, JREQ
         record_free(&name##_schema, r, sizeof(*r));                             \
     }
 
-PLAIN_RECORD(msg, proto_msg)
 PLAIN_RECORD(batch, proto_batch)
 PLAIN_RECORD(history_reply, proto_history_reply)
 PLAIN_RECORD(join_reply, proto_join_reply)

@@ -93,6 +93,11 @@ typedef struct proto_msg {
     size_t text_len;
     uint64_t ts;            /* ms since the epoch, at acceptance */
     uint64_t seq;           /* the room's sequence number; 0: not yet stored */
+    /* Trace, not stored: us since the epoch when the accepting socket read
+     * the client's frame; 0 (not encoded) when unknown, e.g. for a message
+     * read back from PostgreSQL. Each stage of the path observes its age
+     * (chatd_stage_seconds). */
+    uint64_t rx_us;
 } proto_msg;
 
 /*
@@ -106,7 +111,7 @@ proto_err proto_msg_set(proto_msg *m, const char *room, size_t room_len,
                         const char *text, size_t text_len,
                         uint64_t ts, uint64_t seq);
 
-/* True when a and b hold the same fields. */
+/* True when a and b hold the same stored fields (rx_us is not one). */
 bool proto_msg_equal(const proto_msg *a, const proto_msg *b);
 
 proto_err proto_msg_encode(const proto_msg *m, proto_mp_buf *out);

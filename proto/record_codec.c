@@ -250,7 +250,7 @@ encode_msgs(msgpack_packer *pk, const record_field *f, const void *rec)
     msgpack_pack_array(pk, n);
     for (size_t i = 0; i < n; i++) {
         proto_err err = encode_map(pk, record_msg_schema, &msgs[i],
-                                   record_msg_schema->required);
+                                   record_msg_present(&msgs[i]));
         if (err != PROTO_OK)
             return err;
     }

@@ -73,4 +73,7 @@ proto_err record_decode(const uint8_t *data, size_t len, const record_schema *s,
 proto_err record_encode(proto_mp_buf *out, const record_schema *s, const void *rec,
                         uint32_t present);
 
+/* The fields of m to encode: the required ones, rx when it is set. */
+uint32_t record_msg_present(const proto_msg *m);
+
 #endif

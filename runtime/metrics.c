@@ -1,6 +1,7 @@
 #include "runtime/metrics.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +10,16 @@
 #include "runtime/grow.h"
 #include "runtime/list.h"
 
+/* A histogram's counts: per bucket (not cumulative), the last one +Inf. */
+struct rt_histogram {
+    uint64_t counts[RT_HISTOGRAM_BUCKETS + 1];
+    uint64_t count;
+    double sum;
+};
+
 typedef struct series {
     rt_metric m;            /* first: a series pointer is its metric */
+    rt_histogram *hist;     /* a histogram's counts; NULL for the other kinds */
     char *labels;           /* "" when none */
     rt_link link;           /* in family.series, first-use order */
 } series;
@@ -42,6 +51,7 @@ rt_metrics_free(rt_metrics *reg)
         family *f = RT_CONTAINER(fl, family, link);
         for (rt_link *sl; (sl = rt_list_pop_front(&f->series));) {
             series *s = RT_CONTAINER(sl, series, link);
+            free(s->hist);
             free(s->labels);
             free(s);
         }
@@ -89,9 +99,9 @@ add_family(rt_metrics *reg, rt_metric_kind kind, const char *name, const char *h
     return f;
 }
 
-rt_metric *
-rt_metric_get(rt_runtime *rt, rt_metric_kind kind, const char *name, const char *labels,
-              const char *help)
+static series *
+get_series(rt_runtime *rt, rt_metric_kind kind, const char *name, const char *labels,
+           const char *help)
 {
     rt_metrics *reg = rt_metrics_of(rt);
     if (!labels)
@@ -103,14 +113,72 @@ rt_metric_get(rt_runtime *rt, rt_metric_kind kind, const char *name, const char 
         return NULL;
     series *s = find_series(f, labels);
     if (s)
-        return &s->m;
+        return s;
     s = calloc(1, sizeof(*s));
-    if (!s || !(s->labels = strdup(labels))) {
+    if (!s || !(s->labels = strdup(labels)) ||
+        (kind == RT_HISTOGRAM && !(s->hist = calloc(1, sizeof(*s->hist))))) {
+        if (s)
+            free(s->labels);
         free(s);
         return NULL;
     }
     rt_list_push_back(&f->series, &s->link);
-    return &s->m;
+    return s;
+}
+
+rt_metric *
+rt_metric_get(rt_runtime *rt, rt_metric_kind kind, const char *name, const char *labels,
+              const char *help)
+{
+    if (kind == RT_HISTOGRAM)
+        return NULL;
+    series *s = get_series(rt, kind, name, labels, help);
+    return s ? &s->m : NULL;
+}
+
+rt_histogram *
+rt_histogram_get(rt_runtime *rt, const char *name, const char *labels, const char *help)
+{
+    series *s = get_series(rt, RT_HISTOGRAM, name, labels, help);
+    return s ? s->hist : NULL;
+}
+
+double
+rt_histogram_bound(int k)
+{
+    return RT_HISTOGRAM_FIRST_S * exp2(k / 4.0);
+}
+
+void
+rt_histogram_observe(rt_histogram *h, double seconds)
+{
+    if (!h)
+        return;
+    if (!(seconds > 0))     /* negative (clocks of two nodes) or NaN */
+        seconds = 0;
+    int k = 0;
+    if (seconds > RT_HISTOGRAM_FIRST_S) {
+        double x = ceil(4 * log2(seconds / RT_HISTOGRAM_FIRST_S) - 1e-9);
+        k = x > RT_HISTOGRAM_BUCKETS ? RT_HISTOGRAM_BUCKETS : (int)x;
+    }
+    h->counts[k]++;
+    h->count++;
+    h->sum += seconds;
+}
+
+uint64_t
+rt_histogram_count(const rt_histogram *h)
+{
+    return h ? h->count : 0;
+}
+
+uint64_t
+rt_histogram_below(const rt_histogram *h, int k)
+{
+    uint64_t n = 0;
+    for (int i = 0; h && i <= k && i <= RT_HISTOGRAM_BUCKETS; i++)
+        n += h->counts[i];
+    return n;
 }
 
 double
@@ -161,6 +229,27 @@ put_value(out *o, const char *name, const char *labels, double v)
         put(o, "%s{%s} %.17g\n", name, labels, v);
     else
         put(o, "%s %.17g\n", name, v);
+}
+
+/* NAME_bucket{LABELS,le="..."} cumulative counts, then NAME_sum and NAME_count. */
+static void
+put_histogram(out *o, const char *name, const char *labels, const rt_histogram *h)
+{
+    const char *sep = *labels ? "," : "";
+    uint64_t below = 0;
+    for (int k = 0; k <= RT_HISTOGRAM_BUCKETS; k++) {
+        below += h->counts[k];
+        if (k < RT_HISTOGRAM_BUCKETS)
+            put(o, "%s_bucket{%s%sle=\"%.6g\"} %" PRIu64 "\n", name, labels, sep,
+                rt_histogram_bound(k), below);
+        else
+            put(o, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, sep, below);
+    }
+    char n[256];
+    snprintf(n, sizeof(n), "%s_sum", name);
+    put_value(o, n, labels, h->sum);
+    snprintf(n, sizeof(n), "%s_count", name);
+    put_value(o, n, labels, (double)h->count);
 }
 
 /* The prefix and its separator: "app" gives "app_", NULL or "" none. */
@@ -243,13 +332,18 @@ rt_metrics_render(rt_runtime *rt, const char *prefix, size_t *len)
         return NULL;
     o.buf[0] = '\0';
 
+    static const char *const kinds[] = {
+        [RT_COUNTER] = "counter", [RT_GAUGE] = "gauge", [RT_HISTOGRAM] = "histogram",
+    };
     for (rt_link *fl = rt_metrics_of(rt)->families.head; fl; fl = fl->next) {
         family *f = RT_CONTAINER(fl, family, link);
-        put(&o, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
-            f->kind == RT_COUNTER ? "counter" : "gauge");
+        put(&o, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, kinds[f->kind]);
         for (rt_link *sl = f->series.head; sl; sl = sl->next) {
             series *s = RT_CONTAINER(sl, series, link);
-            put_value(&o, f->name, s->labels, s->m.value);
+            if (s->hist)
+                put_histogram(&o, f->name, s->labels, s->hist);
+            else
+                put_value(&o, f->name, s->labels, s->m.value);
         }
     }
     ns n = { "", "" };

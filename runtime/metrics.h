@@ -1,5 +1,5 @@
 /*
- * Metrics: named counters and gauges, kept by the runtime for all its actors
+ * Metrics: named counters, gauges and latency histograms, kept by the runtime for all its actors
  * (so they survive restarts), rendered in the Prometheus text format.
  *
  * A metric is a name plus an optional label set written as Prometheus does,
@@ -20,6 +20,7 @@
 typedef enum rt_metric_kind {
     RT_COUNTER,
     RT_GAUGE,
+    RT_HISTOGRAM,           /* rt_histogram_get, not rt_metric_get */
 } rt_metric_kind;
 
 typedef struct rt_metric {
@@ -48,6 +49,32 @@ rt_metric_set(rt_metric *m, double v)
     if (m)
         m->value = v;
 }
+
+/*
+ * Histograms of durations in seconds, with one fixed set of buckets: upper
+ * bounds of 50 us x 2^(k/4), k = 0 .. RT_HISTOGRAM_BUCKETS - 1 (50 us to
+ * 2.7 s, each bound 19% above the one before), then +Inf. Rendered as
+ * Prometheus histograms (NAME_bucket{le=...} cumulative, NAME_sum,
+ * NAME_count). Same lifetime and lookup rules as rt_metric_get; NULL when
+ * out of memory or when the name is registered with another kind.
+ */
+#define RT_HISTOGRAM_BUCKETS 64
+#define RT_HISTOGRAM_FIRST_S 50e-6
+
+typedef struct rt_histogram rt_histogram;
+
+rt_histogram *rt_histogram_get(rt_runtime *rt, const char *name, const char *labels,
+                               const char *help);
+
+/* Counts one duration (seconds; a negative one counts as 0). h may be NULL. */
+void rt_histogram_observe(rt_histogram *h, double seconds);
+
+/* The upper bound of bucket k (0 <= k < RT_HISTOGRAM_BUCKETS), seconds. */
+double rt_histogram_bound(int k);
+
+/* Observations so far, and how many of them were <= bound k (k as above). */
+uint64_t rt_histogram_count(const rt_histogram *h);
+uint64_t rt_histogram_below(const rt_histogram *h, int k);
 
 /* The current value of a metric, 0 when it does not exist. */
 double rt_metric_value(rt_runtime *rt, const char *name, const char *labels);

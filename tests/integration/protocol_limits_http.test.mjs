@@ -189,6 +189,7 @@ it('GET /metrics is Prometheus text with the required families', async (t, c) =>
     const missing = FAMILIES.filter((f) => !names.has(f));
     assert.deepEqual(missing, [], `missing families: ${missing}`);
     for (const f of FAMILIES) assert.match(r.body, new RegExp(`^# TYPE ${f} (counter|gauge)$`, 'm'), `TYPE of ${f}`);
+    assert.match(r.body, /^# TYPE chatd_stage_seconds histogram$/m, 'TYPE of chatd_stage_seconds');
     for (const ev of ['join', 'leave', 'message', 'history', 'typing', 'presence']) {
         assert.ok(m.some((x) => x.name === 'chatd_events_total' && x.labels.event === ev), `events_total{event="${ev}"}`);
     }
@@ -223,6 +224,22 @@ it('metrics move with traffic: connections, events, acks, produced, stored, publ
     assert.ok(d('chatd_messages_stored_total') >= 5, 'stored');
     assert.ok(d('chatd_messages_published_total') >= 5, 'published');
     assert.ok(d('chatd_messages_delivered_total') >= 10, 'delivered');
+    // every stage of the path saw these 5 messages once (delivered: once per
+    // node, not per member), and a message's age only grows along its path
+    const stages = ['acked', 'consumed', 'stored', 'published', 'received', 'delivered'];
+    const age = {};
+    for (const stage of stages) {
+        const n = d('chatd_stage_seconds_count', { stage });
+        assert.ok(n >= 5, `stage ${stage}: ${n} observations`);
+        assert.equal(metricSum(after, 'chatd_stage_seconds_bucket', { stage, le: '+Inf' }),
+            metricSum(after, 'chatd_stage_seconds_count', { stage }), `${stage}: +Inf bucket = count`);
+        age[stage] = d('chatd_stage_seconds_sum', { stage }) / n;
+        assert.ok(age[stage] > 0 && age[stage] < 30, `stage ${stage}: mean age ${age[stage]} s`);
+    }
+    for (const [a, b] of [['consumed', 'stored'], ['stored', 'published'], ['stored', 'delivered'],
+        ['received', 'delivered']]) {
+        assert.ok(age[a] <= age[b], `mean age at ${a} (${age[a]}) <= at ${b} (${age[b]})`);
+    }
     s1.close();
     s2.close();
 });

@@ -190,6 +190,52 @@ test_msg_round_trip(void **state)
     free(text);
 }
 
+/* The trace stamp: encoded only when set, kept through a message and a
+ * batch, and not one of the stored fields proto_msg_equal compares. */
+static void
+test_msg_trace(void **state)
+{
+    (void)state;
+    proto_msg m;
+    make_msg(&m, "lobby", "alice", 1);
+    proto_mp_buf plain, traced;
+    proto_mp_buf_growing(&plain);
+    proto_mp_buf_growing(&traced);
+    assert_int_equal(proto_msg_encode(&m, &plain), PROTO_OK);
+    assert_null(memmem(plain.data, plain.len, "\xa2rx", 3));
+    m.rx_us = 1764770000123456ull;
+    assert_int_equal(proto_msg_encode(&m, &traced), PROTO_OK);
+    assert_non_null(memmem(traced.data, traced.len, "\xa2rx", 3));
+
+    proto_msg back;
+    assert_int_equal(proto_msg_decode(traced.data, traced.len, &back), PROTO_OK);
+    assert_true(back.rx_us == m.rx_us);
+    proto_msg_free(&back);
+    assert_int_equal(proto_msg_decode(plain.data, plain.len, &back), PROTO_OK);
+    assert_true(back.rx_us == 0);
+    assert_true(proto_msg_equal(&m, &back));
+    proto_msg_free(&back);
+
+    proto_msg two[2];
+    make_msg(&two[0], "lobby", "alice", 1);
+    make_msg(&two[1], "lobby", "bob", 2);
+    two[1].rx_us = 42;
+    proto_batch b = { .msgs = two, .count = 2 }, bb;
+    proto_mp_buf bt;
+    proto_mp_buf_growing(&bt);
+    assert_int_equal(proto_batch_encode(&b, &bt), PROTO_OK);
+    assert_int_equal(proto_batch_decode(bt.data, bt.len, &bb), PROTO_OK);
+    assert_int_equal(bb.count, 2);
+    assert_true(bb.msgs[0].rx_us == 0 && bb.msgs[1].rx_us == 42);
+    proto_batch_free(&bb);
+    proto_msg_free(&two[0]);
+    proto_msg_free(&two[1]);
+    proto_msg_free(&m);
+    proto_mp_buf_free(&bt);
+    proto_mp_buf_free(&plain);
+    proto_mp_buf_free(&traced);
+}
+
 static void
 test_msg_set_rejects(void **state)
 {
@@ -937,6 +983,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         LEAK_TEST(test_msg_round_trip),
+        LEAK_TEST(test_msg_trace),
         LEAK_TEST(test_msg_set_rejects),
         LEAK_TEST(test_msg_decode_fields),
         LEAK_TEST(test_msg_decode_document),

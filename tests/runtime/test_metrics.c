@@ -1,7 +1,8 @@
-/* Metrics: counters and gauges by name and labels, rendered for Prometheus
+/* Metrics: counters, gauges and histograms by name and labels, rendered for Prometheus
  * together with every actor's stats. */
 #include "tests/runtime/rt_test.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,57 @@ test_render_exact(void **state)
     rt_test_close(rt);
 }
 
+/* Buckets: each observation lands in the first bucket whose bound is at or
+ * above it; the rendering is cumulative with +Inf last, then sum and count. */
+static void
+test_histogram(void **state)
+{
+    (void)state;
+    rt_runtime *rt = rt_test_open(NULL);
+    rt_histogram *h = rt_histogram_get(rt, "app_stage_seconds", "stage=\"a\"", "Stage.");
+    assert_non_null(h);
+    assert_ptr_equal(rt_histogram_get(rt, "app_stage_seconds", "stage=\"a\"", NULL), h);
+    /* a name keeps its kind, both ways */
+    assert_null(rt_metric_get(rt, RT_COUNTER, "app_stage_seconds", NULL, NULL));
+    assert_null(rt_metric_get(rt, RT_HISTOGRAM, "app_other", NULL, NULL));
+    rt_metric_add(rt_metric_get(rt, RT_COUNTER, "app_total", NULL, "N."), 1);
+    assert_null(rt_histogram_get(rt, "app_total", NULL, NULL));
+
+    assert_true(rt_histogram_bound(0) == RT_HISTOGRAM_FIRST_S);
+    assert_true(fabs(rt_histogram_bound(4) - 2 * RT_HISTOGRAM_FIRST_S) < 1e-12);
+    for (int k = 1; k < RT_HISTOGRAM_BUCKETS; k++)
+        assert_true(rt_histogram_bound(k) > rt_histogram_bound(k - 1) * 1.18);
+
+    rt_histogram_observe(h, -1);                        /* counts as 0: bucket 0 */
+    rt_histogram_observe(h, RT_HISTOGRAM_FIRST_S);      /* on a bound: that bucket */
+    rt_histogram_observe(h, rt_histogram_bound(10));
+    rt_histogram_observe(h, rt_histogram_bound(10) * 1.01);     /* the next one */
+    rt_histogram_observe(h, 3600);                      /* +Inf */
+    rt_histogram_observe(NULL, 1);                      /* harmless */
+    assert_int_equal(rt_histogram_count(h), 5);
+    assert_int_equal(rt_histogram_below(h, 0), 2);
+    assert_int_equal(rt_histogram_below(h, 9), 2);
+    assert_int_equal(rt_histogram_below(h, 10), 3);
+    assert_int_equal(rt_histogram_below(h, 11), 4);
+    assert_int_equal(rt_histogram_below(h, RT_HISTOGRAM_BUCKETS - 1), 4);
+    assert_int_equal(rt_histogram_below(h, RT_HISTOGRAM_BUCKETS), 5);
+
+    char *text = rt_metrics_render(rt, "app", NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "# HELP app_stage_seconds Stage.\n"
+                                 "# TYPE app_stage_seconds histogram\n"
+                                 "app_stage_seconds_bucket{stage=\"a\",le=\"5e-05\"} 2\n"));
+    char line[128];
+    snprintf(line, sizeof(line), "app_stage_seconds_bucket{stage=\"a\",le=\"%.6g\"} 3\n",
+             rt_histogram_bound(10));
+    assert_non_null(strstr(text, line));
+    assert_non_null(strstr(text, "app_stage_seconds_bucket{stage=\"a\",le=\"+Inf\"} 5\n"
+                                 "app_stage_seconds_sum{stage=\"a\"} "));
+    assert_non_null(strstr(text, "\napp_stage_seconds_count{stage=\"a\"} 5\n"));
+    free(text);
+    rt_test_close(rt);
+}
+
 int
 main(void)
 {
@@ -154,6 +206,7 @@ main(void)
         cmocka_unit_test(test_counters_and_gauges),
         cmocka_unit_test(test_render_grows),
         cmocka_unit_test(test_render_exact),
+        cmocka_unit_test(test_histogram),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
