@@ -100,6 +100,14 @@ job_done(store_lane *l, store_job *j)
     l->held--;
     lane_gauge(l);
     job_free(j);
+    /* a shedding episode ends when the queue is down to half: one line for
+     * the episode, not one per refusal, nor one per slot that frees */
+    if (l->shedding && l->held <= l->max / 2) {
+        rt_info(rt_who(l->self), "%s queue down to %zu requests: %" PRIu64 " refused while "
+                "it was full", l->name, l->held, l->episode_shed);
+        l->shedding = false;
+        l->episode_shed = 0;
+    }
 }
 
 /* --- jobs: sending queries ----------------------------------------------- */
@@ -335,8 +343,9 @@ shed(rt_actor *self, store_lane *l, rt_id from, uint64_t corr)
     rt_metric_add(l->shed, 1);
     if (!l->shedding)
         rt_warn(rt_who(self), "%s queue full (%zu requests): refusing requests (counted in "
-                "chatd_store_shed_total) until it has room", l->name, l->held);
+                "chatd_store_shed_total) until it is down to half", l->name, l->held);
     l->shedding = true;
+    l->episode_shed++;
     chatd_reply_ack(self, from, corr, PROTO_ACK_UNAVAILABLE, "store overloaded");
 }
 
@@ -349,9 +358,6 @@ enqueue(rt_actor *self, store_state *st, store_job *j)
         job_free(j);
         return;
     }
-    if (l->shedding)
-        rt_info(rt_who(self), "%s queue has room again", l->name);
-    l->shedding = false;
     l->held++;
     lane_gauge(l);
     rt_list_push_back(&l->waiting, &j->link);

@@ -78,7 +78,8 @@ typedef struct store_lane {
     rt_list waiting;            /* store_job, oldest first */
     size_t held;                /* waiting + busy */
     size_t max;                 /* held at most; one more is refused */
-    bool shedding;              /* refused one since the queue was last below max */
+    bool shedding;              /* refused one since the queue was last down to max / 2 */
+    uint64_t episode_shed;      /* refused since shedding began */
     store_job *busy;            /* its query is in flight */
     store_query query;          /* the parameters' buffers, reused */
     rt_metric *depth;           /* gauge chatd_store_queue_depth{queue=name} */
