@@ -120,5 +120,10 @@ ctx.it('a read storm beside a live sender: every acked message stored and delive
     t.diagnostic(`store shed ${shed('read', after) - shed('read', before)} reads`);
     assert.ok(shed('read', after) - shed('read', before) > 0, 'the storm filled the read queue');
     assert.equal(shed('write', after), 0, 'no batch shed');
+    // nor did the storm fill the store's mailbox (the consumer's send would
+    // have been refused there)
+    const overflows = (m) => metricSum(m, 'chatd_mailbox_overflows_total', { actor: 'store' });
+    t.diagnostic(`store mailbox high water ${metricSum(after, 'chatd_mailbox_high_water', { actor: 'store' })}`);
+    assert.equal(overflows(after) - overflows(before), 0, 'store mailbox never full');
     for (const s of [sender, member, ...stormers]) s.close();
 });
