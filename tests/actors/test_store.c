@@ -134,20 +134,30 @@ wait_fanout(rt_runtime *rt, proto_batch *out)
     stub_msg_free(&m);
 }
 
+/* Sends a join request from the socket stub, n times with corrs corr.. */
 static void
-join(rt_runtime *rt, const char *to, const char *room, bool has_since, uint64_t since,
-     proto_join_reply *out)
+send_joins(rt_runtime *rt, const char *to, const char *room, bool has_since, uint64_t since,
+           uint64_t corr, size_t n)
 {
-    static uint64_t corr = 1000;
     proto_join_req r = { .has_since = has_since, .since = since };
     snprintf(r.room, sizeof(r.room), "%s", room);
     r.room_len = strlen(room);
     proto_mp_buf buf;
     proto_mp_buf_growing(&buf);
     assert_int_equal(proto_join_req_encode(&r, &buf), PROTO_OK);
-    uint64_t c = ++corr;
-    assert_int_equal(send_raw(rt, "socket", to, PROTO_T_JOIN_REQ, c, buf.data, buf.len), RT_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(send_raw(rt, "socket", to, PROTO_T_JOIN_REQ, corr + i, buf.data,
+                                  buf.len), RT_OK);
     proto_mp_buf_free(&buf);
+}
+
+static void
+join(rt_runtime *rt, const char *to, const char *room, bool has_since, uint64_t since,
+     proto_join_reply *out)
+{
+    static uint64_t corr = 1000;
+    uint64_t c = ++corr;
+    send_joins(rt, to, room, has_since, since, c, 1);
     stub_msg m;
     assert_true(stub_wait(rt, "socket", 0, &m, 15000));
     assert_int_equal(m.corr, c);
@@ -761,16 +771,7 @@ test_reads_shed_not_batches(void **state)
      * connections, so the read queue is full when the batch comes */
     rt = open_with_store();
     enum { EXTRA = 476, READS = STORE_READ_QUEUE_MAX + EXTRA };
-    proto_join_req r = { .has_since = true, .since = 0 };
-    snprintf(r.room, sizeof(r.room), "%s", room);
-    r.room_len = strlen(room);
-    proto_mp_buf buf;
-    proto_mp_buf_growing(&buf);
-    assert_int_equal(proto_join_req_encode(&r, &buf), PROTO_OK);
-    for (uint64_t i = 0; i < READS; i++)
-        assert_int_equal(send_raw(rt, "socket", CHATD_STORE, PROTO_T_JOIN_REQ, 100000 + i,
-                                  buf.data, buf.len), RT_OK);
-    proto_mp_buf_free(&buf);
+    send_joins(rt, CHATD_STORE, room, true, 0, 100000, READS);
     proto_msg *w = make_msgs(wroom, "w", 1, 50, "lee");
     send_batch(rt, CHATD_STORE, 7, w, 50);
 
