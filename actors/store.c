@@ -1,10 +1,17 @@
 /*
  * The store actor (see store.h for its contract).
  *
- * One PostgreSQL connection (adapters/pg.h) whose setup query is the schema
- * migration (actors/store_sql.c), so "ready" means connected and migrated.
- * Requests become jobs in a FIFO; one job's query is in flight at a time, and
- * its result becomes the reply. The connection's failures crash the actor.
+ * Two lanes (store_private.h), each a FIFO of jobs on its own PostgreSQL
+ * connection (adapters/pg.h) with one query in flight at a time, whose result
+ * becomes the reply: the write lane takes batches, and its connection's setup
+ * query is the schema migration (actors/store_sql.c), so its "ready" means
+ * connected and migrated; the read lane takes joins and history and starts
+ * only once the write lane is ready (the tables exist). Reads and batches
+ * thus never wait for each other's queries, and, since reads take no row
+ * locks, a read storm costs a batch only the server's shared CPU and disk. A
+ * read that finds its queue full is refused before it is even decoded, so
+ * shedding it costs next to nothing. Either connection's failure crashes the
+ * actor.
  *
  * A batch is answered only once the fanout confirms that Redis took the
  * PUBLISH of its messages (a store_pub waits for that), so the consumer
@@ -75,11 +82,32 @@ job_free(store_job *j)
     free(j);
 }
 
-static void
-job_done(store_state *st, store_job *j)
+static store_lane *
+job_lane(store_state *st, job_kind kind)
 {
-    st->held--;
+    return &st->lanes[kind == JOB_BATCH ? LANE_WRITE : LANE_READ];
+}
+
+static void
+lane_gauge(store_lane *l)
+{
+    rt_metric_set(l->depth, (double)l->held);
+}
+
+static void
+job_done(store_lane *l, store_job *j)
+{
+    l->held--;
+    lane_gauge(l);
     job_free(j);
+    /* a shedding episode ends when the queue is down to half: one line for
+     * the episode, not one per refusal, nor one per slot that frees */
+    if (l->shedding && l->held <= l->max / 2) {
+        rt_info(rt_who(l->self), "%s queue down to %zu requests: %" PRIu64 " refused while "
+                "it was full", l->name, l->held, l->episode_shed);
+        l->shedding = false;
+        l->episode_shed = 0;
+    }
 }
 
 /* --- jobs: sending queries ----------------------------------------------- */
@@ -87,9 +115,9 @@ job_done(store_state *st, store_job *j)
 /* Sends the query for j. Returns PG_OK when sent, JOB_ANSWERED when j needs
  * no query (it has been answered), else pg_send's error. */
 static int
-send_job(rt_actor *self, store_state *st, store_job *j)
+send_job(rt_actor *self, store_lane *l, store_job *j)
 {
-    store_query *q = &st->query;
+    store_query *q = &l->query;
     switch (j->kind) {
     case JOB_BATCH:
         if (j->u.batch.count == 0) {
@@ -102,37 +130,45 @@ send_job(rt_actor *self, store_state *st, store_job *j)
         }
         break;
     case JOB_JOIN:
-        store_query_join(q, &j->u.join);
+        store_query_join(q, &j->u.join, STORE_REPLY_BYTES_MAX);
         break;
     case JOB_HISTORY:
-        store_query_history(q, &j->u.history);
+        store_query_history(q, &j->u.history, STORE_REPLY_BYTES_MAX);
         break;
     }
-    return pg_send(st->pg, q->sql, q->nparams, q->values);
+    return pg_send(l->pg, q->sql, q->nparams, q->values);
 }
 
-/* Starts queued jobs until one is in flight or the queue is empty. */
-static void
-pump(rt_actor *self, store_state *st)
+/* True when l may send queries: connected, and for reads, the schema is
+ * migrated (the write lane is ready). */
+static bool
+lane_open(const store_lane *l)
 {
-    while (st->ready && !st->busy && !rt_list_empty(&st->waiting)) {
-        store_job *j = RT_CONTAINER(rt_list_pop_front(&st->waiting), store_job, link);
-        int r = send_job(self, st, j);
+    return l->ready && l->st->lanes[LANE_WRITE].ready;
+}
+
+/* Starts l's queued jobs until one is in flight or its queue is empty. */
+static void
+pump(rt_actor *self, store_lane *l)
+{
+    while (lane_open(l) && !l->busy && !rt_list_empty(&l->waiting)) {
+        store_job *j = RT_CONTAINER(rt_list_pop_front(&l->waiting), store_job, link);
+        int r = send_job(self, l, j);
         if (r == PG_OK) {
-            st->busy = j;
+            l->busy = j;
             return;
         }
         if (r == PG_ELOST) {
-            st->busy = j;       /* terminate answers it */
-            st->ready = false;
-            store_crash(self, "%s", pg_error(st->pg));
+            l->busy = j;        /* terminate answers it */
+            l->ready = false;
+            store_crash(self, "PostgreSQL (%s connection): %s", l->name, pg_error(l->pg));
             return;
         }
         if (r == PG_ERR) {
-            rt_warn(rt_who(self), "%s", pg_error(st->pg));
+            rt_warn(rt_who(self), "%s", pg_error(l->pg));
             chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "database error");
         }
-        job_done(st, j);
+        job_done(l, j);
     }
 }
 
@@ -152,7 +188,8 @@ finish_join(rt_actor *self, store_job *j, const PGresult *res)
     proto_join_reply rep = {0};
     proto_mp_buf buf;
     proto_mp_buf_growing(&buf);
-    if (store_read_join(res, &j->u.join, &rep) && proto_join_reply_encode(&rep, &buf) == PROTO_OK)
+    if (store_read_join(res, &j->u.join, STORE_REPLY_BYTES_MAX, &rep) &&
+        proto_join_reply_encode(&rep, &buf) == PROTO_OK)
         send_record(self, j->from, PROTO_T_JOIN_REPLY, j->corr, &buf);
     else
         bad_rows(self, j, j->u.join.room);
@@ -166,7 +203,7 @@ finish_history(rt_actor *self, store_job *j, const PGresult *res)
     proto_history_reply rep = {0};
     proto_mp_buf buf;
     proto_mp_buf_growing(&buf);
-    if (store_read_history(res, &j->u.history, &rep) &&
+    if (store_read_history(res, &j->u.history, STORE_REPLY_BYTES_MAX, &rep) &&
         proto_history_reply_encode(&rep, &buf) == PROTO_OK)
         send_record(self, j->from, PROTO_T_HISTORY_REPLY, j->corr, &buf);
     else
@@ -181,23 +218,28 @@ static void
 on_ready(pg_conn *c, void *data)
 {
     (void)c;
-    rt_actor *self = data;
-    store_state *st = rt_state(self);
-    st->ready = true;
-    rt_metric_set(st->up, 1);
-    rt_info(rt_who(self), "connected to PostgreSQL, schema version %d, %zu requests waiting",
-            STORE_SCHEMA_VERSION, st->held);
-    pump(self, st);
+    store_lane *l = data;
+    rt_actor *self = l->self;
+    store_state *st = l->st;
+    store_lane *w = &st->lanes[LANE_WRITE], *r = &st->lanes[LANE_READ];
+    l->ready = true;
+    rt_metric_set(st->up, w->ready && r->ready ? 1 : 0);
+    if (l == w)
+        rt_info(rt_who(self), "connected to PostgreSQL, schema version %d, %zu batches and "
+                "%zu reads waiting", STORE_SCHEMA_VERSION, w->held, r->held);
+    pump(self, w);
+    pump(self, r);
 }
 
 static void
 on_result(pg_conn *c, void *data, const PGresult *res, const char *error)
 {
     (void)c;
-    rt_actor *self = data;
-    store_state *st = rt_state(self);
-    store_job *j = st->busy;
-    st->busy = NULL;
+    store_lane *l = data;
+    rt_actor *self = l->self;
+    store_state *st = l->st;
+    store_job *j = l->busy;
+    l->busy = NULL;
     if (!j)
         return;
     if (error) {
@@ -211,7 +253,7 @@ on_result(pg_conn *c, void *data, const PGresult *res, const char *error)
             if (j->looking_up) {
                 store_finish_lookup(self, st, j, res);
             } else if (store_finish_batch(self, st, j, res)) {
-                st->busy = j;   /* its second query is in flight */
+                l->busy = j;    /* its second query is in flight */
                 return;
             }
             break;
@@ -219,8 +261,8 @@ on_result(pg_conn *c, void *data, const PGresult *res, const char *error)
         case JOB_HISTORY: finish_history(self, j, res); break;
         }
     }
-    job_done(st, j);
-    pump(self, st);
+    job_done(l, j);
+    pump(self, l);
 }
 
 static void
@@ -228,10 +270,12 @@ on_failed(pg_conn *c, void *data, pg_failure kind, const char *why)
 {
     (void)c;
     (void)kind;                 /* every failure is a crash; why says which */
-    rt_actor *self = data;
-    store_state *st = rt_state(self);
-    st->ready = false;
-    store_crash(self, "%s", why);
+    store_lane *l = data;
+    l->ready = false;
+    if (l->id == LANE_WRITE)
+        store_crash(l->self, "%s", why);
+    else
+        store_crash(l->self, "%s (read connection)", why);
 }
 
 /* --- the actor ----------------------------------------------------------------- */
@@ -252,40 +296,73 @@ store_init(rt_actor *self, const void *arg)
                                     "Messages stored before (redelivered records) published again.");
     rt_metric_set(st->up, 0);
 
-    /* init must not crash: a connect that fails at once is reported later,
-     * from the handler (pg_timer) */
-    pg_options o = {
-        .conninfo = st->cfg && st->cfg->pg_dsn ? st->cfg->pg_dsn : "",
-        .setup_sql = store_migration_sql,
-        .setup_name = "schema migration",
-        .connect_timeout_ms = STORE_CONNECT_TIMEOUT_MS,
-        /* nobody waits longer for a reply: the requesters answer unavailable */
-        .query_timeout_ms = st->cfg ? st->cfg->request_timeout_ms : 0,
-        .timer_type = CHATD_T_TICK,
-        .cb = { .on_ready = on_ready, .on_result = on_result, .on_failed = on_failed },
-        .data = self,
+    static const struct {
+        const char *name, *labels;
+        size_t max;
+    } lanes[LANES] = {
+        [LANE_WRITE] = { "write", "queue=\"write\"", STORE_QUEUE_MAX },
+        [LANE_READ] = { "read", "queue=\"read\"", STORE_READ_QUEUE_MAX },
     };
-    st->pg = pg_open(self, &o);
-    if (!st->pg) {
-        rt_error(rt_who(self), "cannot start connecting to PostgreSQL: out of memory");
-        return RT_ERR;
+    for (int k = 0; k < LANES; k++) {
+        store_lane *l = &st->lanes[k];
+        l->self = self;
+        l->st = st;
+        l->id = (store_lane_id)k;
+        l->name = lanes[k].name;
+        l->max = lanes[k].max;
+        l->depth = rt_metric_get(rt, RT_GAUGE, "chatd_store_queue_depth", lanes[k].labels,
+                                 "Store requests held (queued plus in flight), per queue.");
+        l->shed = rt_metric_get(rt, RT_COUNTER, "chatd_store_shed_total", lanes[k].labels,
+                                "Store requests refused because their queue was full.");
+        lane_gauge(l);
+        /* init must not crash: a connect that fails at once is reported
+         * later, from the handler (pg_timer) */
+        pg_options o = {
+            .conninfo = st->cfg && st->cfg->pg_dsn ? st->cfg->pg_dsn : "",
+            .setup_sql = k == LANE_WRITE ? store_migration_sql : NULL,
+            .setup_name = k == LANE_WRITE ? "schema migration" : "read connection setup",
+            .connect_timeout_ms = STORE_CONNECT_TIMEOUT_MS,
+            /* nobody waits longer for a reply: the requesters answer unavailable */
+            .query_timeout_ms = st->cfg ? st->cfg->request_timeout_ms : 0,
+            .timer_type = CHATD_T_TICK,
+            .cb = { .on_ready = on_ready, .on_result = on_result, .on_failed = on_failed },
+            .data = l,
+        };
+        l->pg = pg_open(self, &o);
+        if (!l->pg) {
+            rt_error(rt_who(self), "cannot start connecting to PostgreSQL: out of memory");
+            return RT_ERR;
+        }
     }
     return RT_OK;
+}
+
+/* Refuses a request because l is full; says so once per episode. */
+static void
+shed(rt_actor *self, store_lane *l, rt_id from, uint64_t corr)
+{
+    rt_metric_add(l->shed, 1);
+    if (!l->shedding)
+        rt_warn(rt_who(self), "%s queue full (%zu requests): refusing requests (counted in "
+                "chatd_store_shed_total) until it is down to half", l->name, l->held);
+    l->shedding = true;
+    l->episode_shed++;
+    chatd_reply_ack(self, from, corr, PROTO_ACK_UNAVAILABLE, "store overloaded");
 }
 
 static void
 enqueue(rt_actor *self, store_state *st, store_job *j)
 {
-    if (st->held >= STORE_QUEUE_MAX) {
-        rt_warn(rt_who(self), "queue full (%zu requests): refusing corr %" PRIu64 " from #%"
-                PRIu64, st->held, j->corr, j->from);
-        chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "store overloaded");
+    store_lane *l = job_lane(st, j->kind);
+    if (l->held >= l->max) {
+        shed(self, l, j->from, j->corr);
         job_free(j);
         return;
     }
-    st->held++;
-    rt_list_push_back(&st->waiting, &j->link);
-    pump(self, st);
+    l->held++;
+    lane_gauge(l);
+    rt_list_push_back(&l->waiting, &j->link);
+    pump(self, l);
 }
 
 /* Decodes a request into a new job; answers and returns NULL when it cannot. */
@@ -341,14 +418,20 @@ store_handle(rt_actor *self, const proto_env *msg)
     if (msg->type == CHATD_T_TICK) {
         if (msg->corr & PUB_TIMER)
             store_pub_timer(self, st, msg->corr);
-        else
-            pg_timer(st->pg, msg);
+        else if (!pg_timer(st->lanes[LANE_WRITE].pg, msg))
+            pg_timer(st->lanes[LANE_READ].pg, msg);
         return RT_OK;
     }
     if (msg->type == RT_T_EXIT)
         return RT_OK;
     if (msg->type == PROTO_T_ACK) {
         store_pub_ack(self, st, msg);
+        return RT_OK;
+    }
+    /* a read that cannot be queued is refused undecoded: shedding is cheap */
+    store_lane *r = &st->lanes[LANE_READ];
+    if ((msg->type == PROTO_T_JOIN_REQ || msg->type == PROTO_T_HISTORY_REQ) && r->held >= r->max) {
+        shed(self, r, msg->from, msg->corr);
         return RT_OK;
     }
     store_job *j = job_new(self, msg);
@@ -364,23 +447,28 @@ store_terminate(rt_actor *self, rt_exit_kind kind)
     store_state *st = rt_state(self);
     /* Answer what we still hold, so senders retry now rather than at their
      * deadline. */
-    store_job *busy = st->busy;
-    st->busy = NULL;
-    if (busy) {
-        chatd_reply_ack(self, busy->from, busy->corr, PROTO_ACK_UNAVAILABLE, "store restarting");
-        job_free(busy);
+    for (int k = 0; k < LANES; k++) {
+        store_lane *l = &st->lanes[k];
+        store_job *busy = l->busy;
+        l->busy = NULL;
+        if (busy) {
+            chatd_reply_ack(self, busy->from, busy->corr, PROTO_ACK_UNAVAILABLE,
+                            "store restarting");
+            job_free(busy);
+        }
+        rt_link *link;
+        while ((link = rt_list_pop_front(&l->waiting))) {
+            store_job *j = RT_CONTAINER(link, store_job, link);
+            chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "store restarting");
+            job_free(j);
+        }
+        l->held = 0;
+        lane_gauge(l);
+        pg_free_exited(l->pg);  /* the runtime has freed its watcher and timers */
+        l->pg = NULL;
+        store_query_free(&l->query);
     }
-    rt_link *l;
-    while ((l = rt_list_pop_front(&st->waiting))) {
-        store_job *j = RT_CONTAINER(l, store_job, link);
-        chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "store restarting");
-        job_free(j);
-    }
-    st->held = 0;
     store_pubs_abandon(self, st);
-    pg_free_exited(st->pg);     /* the runtime has freed its watcher and timers */
-    st->pg = NULL;
-    store_query_free(&st->query);
     rt_metric_set(st->up, 0);
 }
 
@@ -390,7 +478,10 @@ const rt_actor_spec chatd_store_spec = {
     .init = store_init,
     .handle = store_handle,
     .terminate = store_terminate,
-    .mailbox_cap = 4096,
+    /* room for a read storm's requests beside the batches: each read past
+     * the read queue's STORE_READ_QUEUE_MAX is refused as soon as it is
+     * taken, so the mailbox drains fast and the consumer's batch finds room */
+    .mailbox_cap = STORE_MAILBOX_CAP,
     .overflow = RT_OVERFLOW_REJECT,
     .batch = 64,
 };

@@ -171,12 +171,13 @@ store_finish_batch(rt_actor *self, store_state *st, store_job *j, const PGresult
     for (size_t i = 0; ords && i < b->count; i++)
         if (b->msgs[i].seq == 0)
             ords[n++] = i + 1;
-    bool sent = ords && store_query_stored(&st->query, b, ords, n) &&
-                pg_send(st->pg, st->query.sql, st->query.nparams, st->query.values) == PG_OK;
+    store_lane *w = &st->lanes[LANE_WRITE];
+    bool sent = ords && store_query_stored(&w->query, b, ords, n) &&
+                pg_send(w->pg, w->query.sql, w->query.nparams, w->query.values) == PG_OK;
     free(ords);
     if (!sent) {
         rt_warn(rt_who(self), "batch %" PRIu64 ": cannot look up its messages stored before: %s",
-                j->corr, pg_error(st->pg));
+                j->corr, pg_error(w->pg));
         chatd_reply_ack(self, j->from, j->corr, PROTO_ACK_UNAVAILABLE, "database error");
         return false;
     }

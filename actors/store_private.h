@@ -28,7 +28,7 @@ typedef enum job_kind {
 } job_kind;
 
 typedef struct store_job {
-    rt_link link;               /* in store_state.waiting */
+    rt_link link;               /* in its store_lane's waiting */
     job_kind kind;
     bool looking_up;            /* a batch's second query: its messages stored before */
     proto_msg *fresh;           /* a batch's messages stored anew (shallow) */
@@ -57,15 +57,38 @@ typedef struct store_pub {
 #define PUB_TIMER (1ull << 63)
 #define PUB_SEND (1ull << 62)   /* with PUB_TIMER: the delayed send, not the deadline */
 
-typedef struct store_state {
-    const chatd_config *cfg;
-    pg_conn *pg;
-    bool ready;                 /* connected and migrated, until it fails */
+/* The store's two queues, each with its own PostgreSQL connection: batches
+ * (the write path) and joins/history (client reads). Neither waits behind
+ * the other; a full read queue sheds reads, never batches. */
+typedef enum store_lane_id {
+    LANE_WRITE,
+    LANE_READ,
+    LANES,
+} store_lane_id;
 
+struct store_state;
+
+typedef struct store_lane {
+    rt_actor *self;
+    struct store_state *st;
+    store_lane_id id;
+    const char *name;           /* "write" or "read": the metrics' queue label */
+    pg_conn *pg;
+    bool ready;                 /* connected (the write lane: and migrated) */
     rt_list waiting;            /* store_job, oldest first */
     size_t held;                /* waiting + busy */
+    size_t max;                 /* held at most; one more is refused */
+    bool shedding;              /* refused one since the queue was last down to max / 2 */
+    uint64_t episode_shed;      /* refused since shedding began */
     store_job *busy;            /* its query is in flight */
     store_query query;          /* the parameters' buffers, reused */
+    rt_metric *depth;           /* gauge chatd_store_queue_depth{queue=name} */
+    rt_metric *shed;            /* counter chatd_store_shed_total{queue=name} */
+} store_lane;
+
+typedef struct store_state {
+    const chatd_config *cfg;
+    store_lane lanes[LANES];
     rt_list pubs;               /* store_pub, oldest first */
     uint64_t next_pub;
 

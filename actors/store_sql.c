@@ -27,6 +27,8 @@
  */
 #include "actors/store_sql.h"
 
+#include "actors/store.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,18 +111,35 @@ static const char STORED_SQL[] =
     "JOIN messages m ON m.room = x.room AND m.user_name = x.user_name AND m.id = x.id "
     "ORDER BY m.room, m.seq";
 
+/*
+ * The byte bound of a reply (store_read_join, store_read_history) is applied
+ * to the rows when they are read; the queries only spare the transfer of
+ * rows that cannot be in the reply. Each computes every row's cost as
+ * STORE_MSG_COST does (id, user and body bytes plus $4 = the room's bytes +
+ * STORE_MSG_OVERHEAD) and a running sum in reply order, and keeps the rows
+ * whose predecessors cost at most $5 = the bound: the rows that fit, plus at
+ * most one that does not (it says "more"). The first row always stays.
+ */
+#define ROW_COST "(octet_length(id) + octet_length(user_name) + octet_length(body) + $4::bigint)"
+
 /* One row at least (the room's last seq), then the missed messages if any. */
 static const char JOIN_SQL[] =
     "SELECT r.last_seq, m.seq, m.id, m.user_name, m.body, m.ts "
     "FROM (SELECT coalesce(max(last_seq), 0)::bigint AS last_seq FROM rooms "
     "      WHERE room = $1) r "
-    "LEFT JOIN LATERAL (SELECT seq, id, user_name, body, ts FROM messages "
-    "      WHERE room = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::integer) m ON true "
+    "LEFT JOIN LATERAL (SELECT w.seq, w.id, w.user_name, w.body, w.ts FROM ("
+    "      SELECT p.*, sum(p.cost) OVER (ORDER BY p.seq) - p.cost AS before_it FROM ("
+    "        SELECT seq, id, user_name, body, ts, " ROW_COST " AS cost FROM messages "
+    "        WHERE room = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::integer) p) w "
+    "      WHERE w.before_it <= $5::bigint) m ON true "
     "ORDER BY m.seq";
 
 static const char HISTORY_SQL[] =
-    "SELECT seq, id, user_name, body, ts FROM messages "
-    "WHERE room = $1 AND seq < $2::bigint ORDER BY seq DESC LIMIT $3::integer";
+    "SELECT w.seq, w.id, w.user_name, w.body, w.ts FROM ("
+    "  SELECT p.*, sum(p.cost) OVER (ORDER BY p.seq DESC) - p.cost AS before_it FROM ("
+    "    SELECT seq, id, user_name, body, ts, " ROW_COST " AS cost FROM messages "
+    "    WHERE room = $1 AND seq < $2::bigint ORDER BY seq DESC LIMIT $3::integer) p) w "
+    "WHERE w.before_it <= $5::bigint ORDER BY w.seq DESC";
 
 /* --- parameters ----------------------------------------------------------- */
 
@@ -173,31 +192,35 @@ store_query_stored(store_query *q, const proto_batch *b, const size_t *ords, siz
     return ok;
 }
 
-void
-store_query_join(store_query *q, const proto_join_req *r)
+/* The parameters shared by the join and history queries: room, a seq, a row
+ * count, and the byte bound's $4 and $5 (ROW_COST). */
+static void
+query_page(store_query *q, const char *sql, const char *room, size_t room_len, int64_t seq,
+           uint64_t rows, size_t max_bytes)
 {
-    snprintf(q->nums[0], sizeof(q->nums[0]), "%" PRId64,
-             clamp_i64(r->has_since ? r->since : 0));
-    snprintf(q->nums[1], sizeof(q->nums[1]), "%d",
-             r->has_since ? PROTO_JOIN_MISSED_MAX + 1 : 0);
-    q->values[0] = r->room;
-    q->values[1] = q->nums[0];
-    q->values[2] = q->nums[1];
-    q->sql = JOIN_SQL;
-    q->nparams = 3;
+    snprintf(q->nums[0], sizeof(q->nums[0]), "%" PRId64, seq);
+    snprintf(q->nums[1], sizeof(q->nums[1]), "%" PRIu64, rows);
+    snprintf(q->nums[2], sizeof(q->nums[2]), "%zu", STORE_MSG_COST(room_len, 0, 0, 0));
+    snprintf(q->nums[3], sizeof(q->nums[3]), "%zu", max_bytes);
+    q->values[0] = room;
+    for (int k = 0; k < 4; k++)
+        q->values[k + 1] = q->nums[k];
+    q->sql = sql;
+    q->nparams = 5;
 }
 
 void
-store_query_history(store_query *q, const proto_history_req *r)
+store_query_join(store_query *q, const proto_join_req *r, size_t max_bytes)
 {
-    snprintf(q->nums[0], sizeof(q->nums[0]), "%" PRId64,
-             clamp_i64(r->has_before ? r->before : UINT64_MAX));
-    snprintf(q->nums[1], sizeof(q->nums[1]), "%" PRIu64, r->limit + 1);
-    q->values[0] = r->room;
-    q->values[1] = q->nums[0];
-    q->values[2] = q->nums[1];
-    q->sql = HISTORY_SQL;
-    q->nparams = 3;
+    query_page(q, JOIN_SQL, r->room, r->room_len, clamp_i64(r->has_since ? r->since : 0),
+               r->has_since ? PROTO_JOIN_MISSED_MAX + 1 : 0, max_bytes);
+}
+
+void
+store_query_history(store_query *q, const proto_history_req *r, size_t max_bytes)
+{
+    query_page(q, HISTORY_SQL, r->room, r->room_len,
+               clamp_i64(r->has_before ? r->before : UINT64_MAX), r->limit + 1, max_bytes);
 }
 
 void
@@ -225,6 +248,31 @@ row_msg(const PGresult *r, int row, int col, const char *room, size_t room_len, 
                          PQgetvalue(r, row, col + 2), (size_t)PQgetlength(r, row, col + 2),
                          PQgetvalue(r, row, col + 3), (size_t)PQgetlength(r, row, col + 3),
                          (uint64_t)ts, (uint64_t)seq) == PROTO_OK;
+}
+
+/* What the row's message (columns seq, id, user_name, body, ts from col)
+ * costs against a reply's byte bound. */
+static size_t
+row_cost(const PGresult *r, int row, int col, size_t room_len)
+{
+    return STORE_MSG_COST(room_len, PQgetlength(r, row, col + 1), PQgetlength(r, row, col + 2),
+                          PQgetlength(r, row, col + 3));
+}
+
+/* How many of rows[0..n) (in reply order from the first) fit max_bytes: at
+ * least one when n > 0. */
+static size_t
+rows_fitting(const PGresult *r, size_t n, int col, size_t room_len, size_t max_bytes)
+{
+    size_t take = 0, bytes = 0;
+    while (take < n) {
+        size_t cost = row_cost(r, (int)take, col, room_len);
+        if (take && bytes + cost > max_bytes)
+            break;
+        bytes += cost;
+        take++;
+    }
+    return take;
 }
 
 size_t
@@ -290,7 +338,8 @@ store_read_stored(const PGresult *r, const proto_batch *b, const proto_msg *fres
 }
 
 bool
-store_read_join(const PGresult *r, const proto_join_req *q, proto_join_reply *rep)
+store_read_join(const PGresult *r, const proto_join_req *q, size_t max_bytes,
+                proto_join_reply *rep)
 {
     int rows = r ? PQntuples(r) : 0;
     int64_t last;
@@ -300,6 +349,7 @@ store_read_join(const PGresult *r, const proto_join_req *q, proto_join_reply *re
     if (PQgetisnull(r, 0, 1))
         return true;            /* nothing missed (or no since) */
     size_t take = (size_t)rows > PROTO_JOIN_MISSED_MAX ? PROTO_JOIN_MISSED_MAX : (size_t)rows;
+    take = rows_fitting(r, take, 1, q->room_len, max_bytes);
     rep->more = (size_t)rows > take;
     rep->missed = calloc(take, sizeof(*rep->missed));
     if (!rep->missed)
@@ -313,10 +363,12 @@ store_read_join(const PGresult *r, const proto_join_req *q, proto_join_reply *re
 }
 
 bool
-store_read_history(const PGresult *r, const proto_history_req *q, proto_history_reply *rep)
+store_read_history(const PGresult *r, const proto_history_req *q, size_t max_bytes,
+                   proto_history_reply *rep)
 {
     size_t rows = r ? (size_t)PQntuples(r) : 0;
     size_t take = rows > q->limit ? (size_t)q->limit : rows;
+    take = rows_fitting(r, take, 0, q->room_len, max_bytes);    /* the newest first */
     rep->more = rows > take;
     if (!take)
         return true;

@@ -27,7 +27,7 @@ typedef struct store_query {
     int nparams;
     const char *values[5];
     pg_array arrays[5];
-    char nums[2][32];
+    char nums[4][32];
 } store_query;
 
 /* Fills q for storing batch b (count > 0): chatd_store_batch() with the
@@ -41,12 +41,13 @@ bool store_query_batch(store_query *q, const proto_batch *b);
 bool store_query_stored(store_query *q, const proto_batch *b, const size_t *ords, size_t n);
 
 /* Fills q for a join: the room's last seq, then (when r->has_since) up to
- * PROTO_JOIN_MISSED_MAX + 1 messages after r->since. */
-void store_query_join(store_query *q, const proto_join_req *r);
+ * PROTO_JOIN_MISSED_MAX + 1 messages after r->since, cut after the first
+ * that does not fit max_bytes (store_read_join). */
+void store_query_join(store_query *q, const proto_join_req *r, size_t max_bytes);
 
 /* Fills q for a history page: up to r->limit + 1 messages before r->before
- * (or the newest), newest first. */
-void store_query_history(store_query *q, const proto_history_req *r);
+ * (or the newest), newest first, cut as store_query_join. */
+void store_query_history(store_query *q, const proto_history_req *r, size_t max_bytes);
 
 void store_query_free(store_query *q);
 
@@ -68,13 +69,18 @@ size_t store_read_batch(const PGresult *r, proto_batch *b, proto_msg *fresh, siz
 size_t store_read_stored(const PGresult *r, const proto_batch *b, const proto_msg *fresh,
                          size_t nfresh, proto_msg *out, size_t *bad);
 
-/* Builds a join reply from the join query's rows. Returns false on bad rows
- * or out of memory (rep is then still safe to free). */
-bool store_read_join(const PGresult *r, const proto_join_req *q, proto_join_reply *rep);
+/* Builds a join reply from the join query's rows: the oldest missed
+ * messages whose costs (STORE_MSG_COST, actors/store.h) sum to at most
+ * max_bytes, at least one when any was missed; more when rows were left
+ * out. Returns false on bad rows or out of memory (rep is then still safe
+ * to free). */
+bool store_read_join(const PGresult *r, const proto_join_req *q, size_t max_bytes,
+                     proto_join_reply *rep);
 
-/* Builds a history reply (ascending) from the history query's rows. Returns
- * false as store_read_join. */
-bool store_read_history(const PGresult *r, const proto_history_req *q,
+/* Builds a history reply (ascending) from the history query's rows: the
+ * newest messages within the limit and max_bytes, as store_read_join.
+ * Returns false as store_read_join. */
+bool store_read_history(const PGresult *r, const proto_history_req *q, size_t max_bytes,
                         proto_history_reply *rep);
 
 #endif

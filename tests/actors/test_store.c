@@ -1,7 +1,8 @@
 /* The store actor against a real PostgreSQL (CHATD_PG_DSN): schema, batches
  * with dense per-room seqs (also from two store actors at once), duplicates,
- * join and history paging, requests before connect, a server restart, and
- * malformed input. Each test uses fresh room names. */
+ * join and history paging (bounded in count and in bytes), reads shed
+ * before batches, requests before connect, a server restart, and malformed
+ * input. Each test uses fresh room names. */
 #include "tests/actors/harness.h"
 
 #include <inttypes.h>
@@ -37,19 +38,35 @@ set_msg(proto_msg *m, const char *room, const char *id, const char *user, const 
                      PROTO_OK);
 }
 
-/* A batch of n messages to room, ids "<prefix><first + i>", user u. */
+/* A batch of n messages to room, ids "<prefix><first + i>", user u; the
+ * text is text_len bytes when text_len > 0, else names the id and room. */
 static proto_msg *
-make_msgs(const char *room, const char *prefix, unsigned first, size_t n, const char *user)
+make_sized(const char *room, const char *prefix, unsigned first, size_t n, const char *user,
+           size_t text_len)
 {
     proto_msg *ms = calloc(n, sizeof(*ms));
     assert_non_null(ms);
+    char *text = malloc(text_len > 160 ? text_len + 1 : 161);
+    assert_non_null(text);
     for (size_t i = 0; i < n; i++) {
-        char id[64], text[160];
+        char id[64];
         snprintf(id, sizeof(id), "%s%zu", prefix, first + i);
-        snprintf(text, sizeof(text), "text of %s in %s", id, room);
+        if (text_len) {
+            memset(text, 'a' + (int)(i % 26), text_len);
+            text[text_len] = '\0';
+        } else {
+            snprintf(text, 161, "text of %s in %s", id, room);
+        }
         set_msg(&ms[i], room, id, user, text);
     }
+    free(text);
     return ms;
+}
+
+static proto_msg *
+make_msgs(const char *room, const char *prefix, unsigned first, size_t n, const char *user)
+{
+    return make_sized(room, prefix, first, n, user, 0);
 }
 
 static void
@@ -117,20 +134,30 @@ wait_fanout(rt_runtime *rt, proto_batch *out)
     stub_msg_free(&m);
 }
 
+/* Sends a join request from the socket stub, n times with corrs corr.. */
 static void
-join(rt_runtime *rt, const char *to, const char *room, bool has_since, uint64_t since,
-     proto_join_reply *out)
+send_joins(rt_runtime *rt, const char *to, const char *room, bool has_since, uint64_t since,
+           uint64_t corr, size_t n)
 {
-    static uint64_t corr = 1000;
     proto_join_req r = { .has_since = has_since, .since = since };
     snprintf(r.room, sizeof(r.room), "%s", room);
     r.room_len = strlen(room);
     proto_mp_buf buf;
     proto_mp_buf_growing(&buf);
     assert_int_equal(proto_join_req_encode(&r, &buf), PROTO_OK);
-    uint64_t c = ++corr;
-    assert_int_equal(send_raw(rt, "socket", to, PROTO_T_JOIN_REQ, c, buf.data, buf.len), RT_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(send_raw(rt, "socket", to, PROTO_T_JOIN_REQ, corr + i, buf.data,
+                                  buf.len), RT_OK);
     proto_mp_buf_free(&buf);
+}
+
+static void
+join(rt_runtime *rt, const char *to, const char *room, bool has_since, uint64_t since,
+     proto_join_reply *out)
+{
+    static uint64_t corr = 1000;
+    uint64_t c = ++corr;
+    send_joins(rt, to, room, has_since, since, c, 1);
     stub_msg m;
     assert_true(stub_wait(rt, "socket", 0, &m, 15000));
     assert_int_equal(m.corr, c);
@@ -527,9 +554,11 @@ test_join(void **state)
     assert_false(rep.more);
     proto_join_reply_free(&rep);
 
-    proto_msg *a = make_msgs(room, "j", 1, 1000, "dave");
+    /* one-byte texts: 500 of them fit STORE_REPLY_BYTES_MAX, so the count
+     * bound is the one that cuts (test_reply_bytes: the byte bound) */
+    proto_msg *a = make_sized(room, "j", 1, 1000, "dave", 1);
     store_ok(rt, CHATD_STORE, 1, a, 1000);
-    proto_msg *b = make_msgs(room, "j", 1001, 200, "dave");
+    proto_msg *b = make_sized(room, "j", 1001, 200, "dave", 1);
     store_ok(rt, CHATD_STORE, 2, b, 200);
 
     join(rt, CHATD_STORE, room, false, 0, &rep);
@@ -603,6 +632,197 @@ test_history(void **state)
     assert_true(proto_msg_equal(&h.msgs[2], &a[249]));
     proto_history_reply_free(&h);
     free_msgs(a, 250);
+    close_rt(rt);
+}
+
+/* What a message costs against the reply's byte bound (store.h), computed
+ * here from its fields. */
+static size_t
+cost_of(const proto_msg *m)
+{
+    return m->room_len + m->id_len + m->user_len + m->text_len + STORE_MSG_OVERHEAD;
+}
+
+/* Asserts that a page of n messages (in reply order from page[0]) is within
+ * the byte bound, and, when it says more and holds fewer than count_max,
+ * that the next message (next, in reply order) would not have fit. */
+static void
+expect_page_bound(const proto_msg *page, size_t n, bool more, size_t count_max,
+                  const proto_msg *next)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += cost_of(&page[i]);
+    assert_true(n >= 1);
+    assert_true(n == 1 || bytes <= STORE_REPLY_BYTES_MAX);
+    if (more && n < count_max) {
+        assert_non_null(next);
+        assert_true(bytes + cost_of(next) > STORE_REPLY_BYTES_MAX);
+    }
+}
+
+/* Big messages: a join's missed and a history page stop at
+ * STORE_REPLY_BYTES_MAX with more = true, and paging through (join again
+ * with since = the last seq; history with before = the first seq) returns
+ * every message exactly once, in order, with its text. */
+static void
+test_reply_bytes(void **state)
+{
+    (void)state;
+    rt_runtime *rt = open_with_store();
+    char room[64];
+    fresh_room(room, sizeof(room), "bytes");
+    /* 60 of 4000 bytes, 30 tiny ones, 30 of 2500: uneven page boundaries */
+    enum { NA = 60, NB = 30, NC = 30, N = NA + NB + NC };
+    proto_msg *a = make_sized(room, "big", 1, NA, "kim", 4000);
+    proto_msg *b = make_sized(room, "tiny", 1, NB, "kim", 1);
+    proto_msg *c = make_sized(room, "mid", 1, NC, "kim", 2500);
+    proto_msg all[N];
+    store_ok(rt, CHATD_STORE, 1, a, NA);
+    store_ok(rt, CHATD_STORE, 2, b, NB);
+    store_ok(rt, CHATD_STORE, 3, c, NC);
+    for (size_t i = 0; i < N; i++) {
+        all[i] = i < NA ? a[i] : i < NA + NB ? b[i - NA] : c[i - NA - NB];
+        all[i].seq = i + 1;
+    }
+
+    /* join since, page by page */
+    uint64_t since = 0;
+    size_t pages = 0;
+    bool more = true;
+    while (more) {
+        proto_join_reply rep;
+        join(rt, CHATD_STORE, room, true, since, &rep);
+        assert_int_equal(rep.seq, N);
+        assert_true(rep.count >= 1);
+        expect_seqs(rep.missed, rep.count, since + 1);
+        for (size_t i = 0; i < rep.count; i++)
+            assert_true(proto_msg_equal(&rep.missed[i], &all[since + i]));
+        uint64_t last = rep.missed[rep.count - 1].seq;
+        expect_page_bound(rep.missed, rep.count, rep.more, PROTO_JOIN_MISSED_MAX,
+                          last < N ? &all[last] : NULL);
+        assert_int_equal(rep.more, last < N);
+        more = rep.more;
+        since = last;
+        pages++;
+        proto_join_reply_free(&rep);
+    }
+    assert_int_equal(since, N);
+    assert_true(pages >= 5);            /* 60 x 4 KB alone need 4 pages */
+
+    /* history, newest first, page by page */
+    uint64_t before = UINT64_MAX;
+    size_t hpages = 0;
+    more = true;
+    while (more) {
+        proto_history_reply h;
+        history(rt, room, before != UINT64_MAX, before, 200, &h);
+        assert_true(h.count >= 1);
+        uint64_t first = h.msgs[0].seq, top = before == UINT64_MAX ? N : before - 1;
+        expect_seqs(h.msgs, h.count, first);
+        assert_int_equal(h.msgs[h.count - 1].seq, top);
+        for (size_t i = 0; i < h.count; i++)
+            assert_true(proto_msg_equal(&h.msgs[i], &all[first - 1 + i]));
+        /* the bound applies from the newest down */
+        proto_msg rev[N];
+        for (size_t i = 0; i < h.count; i++)
+            rev[i] = h.msgs[h.count - 1 - i];
+        expect_page_bound(rev, h.count, h.more, 200, first > 1 ? &all[first - 2] : NULL);
+        assert_int_equal(h.more, first > 1);
+        more = h.more;
+        before = first;
+        hpages++;
+        proto_history_reply_free(&h);
+    }
+    assert_int_equal(before, 1);
+    assert_true(hpages >= 5);
+
+    /* a small limit still bounds by count first */
+    proto_history_reply h;
+    history(rt, room, false, 0, 3, &h);
+    assert_int_equal(h.count, 3);
+    assert_true(h.more);
+    expect_seqs(h.msgs, 3, N - 2);
+    proto_history_reply_free(&h);
+    free_msgs(a, NA);
+    free_msgs(b, NB);
+    free_msgs(c, NC);
+    close_rt(rt);
+}
+
+/* Reads shed first, and never hold a batch: with the read queue full (and
+ * more reads refused) when a batch arrives, the batch is stored, published
+ * and answered while most of the queued reads still wait; every read gets
+ * either its reply or unavailable; the metrics count the shed reads and no
+ * shed batch. */
+static void
+test_reads_shed_not_batches(void **state)
+{
+    (void)state;
+    rt_runtime *rt = open_with_store();
+    char room[64], wroom[64];
+    fresh_room(room, sizeof(room), "storm");
+    fresh_room(wroom, sizeof(wroom), "stormw");
+    proto_msg *big = make_sized(room, "s", 1, 200, "lee", 4000);
+    store_ok(rt, CHATD_STORE, 1, big, 200);
+    close_rt(rt);
+
+    /* a new store: requests sent before the loop runs all wait for its
+     * connections, so the read queue is full when the batch comes */
+    rt = open_with_store();
+    enum { EXTRA = 476, READS = STORE_READ_QUEUE_MAX + EXTRA };
+    send_joins(rt, CHATD_STORE, room, true, 0, 100000, READS);
+    proto_msg *w = make_msgs(wroom, "w", 1, 50, "lee");
+    send_batch(rt, CHATD_STORE, 7, w, 50);
+
+    assert_true(wait_ack(rt, 7, NULL, 10000));
+    size_t answered_then = stub_pending("socket");
+    proto_batch out;
+    wait_fanout(rt, &out);
+    expect_seqs(out.msgs, 50, 1);
+    proto_batch_free(&out);
+    expect_dense(wroom, 50);
+    print_message("reads answered (or shed) when the batch was: %zu of %d\n", answered_then,
+                  READS);
+
+    size_t replies = 0, unavailable = 0;
+    for (size_t i = 0; i < READS; i++) {
+        stub_msg m;
+        assert_true(stub_wait(rt, "socket", 0, &m, 30000));
+        assert_true(m.corr >= 100000 && m.corr < 100000 + READS);
+        if (m.type == PROTO_T_JOIN_REPLY) {
+            proto_join_reply rep;
+            assert_int_equal(proto_join_reply_decode(m.payload, m.len, &rep), PROTO_OK);
+            assert_true(rep.more);
+            assert_true(rep.count >= 1);
+            proto_join_reply_free(&rep);
+            replies++;
+        } else {
+            assert_int_equal(m.type, PROTO_T_ACK);
+            proto_ack ack;
+            assert_int_equal(proto_ack_decode(m.payload, m.len, &ack), PROTO_OK);
+            assert_false(ack.ok);
+            assert_int_equal(ack.code, PROTO_ACK_UNAVAILABLE);
+            assert_string_equal(ack.msg, "store overloaded");
+            unavailable++;
+        }
+        stub_msg_free(&m);
+    }
+    /* the queue was full: a read or two may have finished (freeing room)
+     * while the store was still taking the requests from its mailbox */
+    assert_true(replies >= STORE_READ_QUEUE_MAX);
+    assert_true(unavailable >= 1);
+    assert_int_equal(rt_metric_value(rt, "chatd_store_shed_total", "queue=\"read\""),
+                     unavailable);
+    /* when the batch was answered: the shed ones, plus well under half of
+     * the queued ones */
+    assert_true(answered_then >= unavailable);
+    assert_true(answered_then < unavailable + STORE_READ_QUEUE_MAX / 2);
+    assert_int_equal(rt_metric_value(rt, "chatd_store_shed_total", "queue=\"write\""), 0);
+    assert_int_equal(rt_metric_value(rt, "chatd_store_queue_depth", "queue=\"read\""), 0);
+    assert_int_equal(rt_metric_value(rt, "chatd_store_queue_depth", "queue=\"write\""), 0);
+    free_msgs(big, 200);
+    free_msgs(w, 50);
     close_rt(rt);
 }
 
@@ -931,6 +1151,8 @@ main(void)
         cmocka_unit_test(test_two_stores_same_batches),
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_history),
+        cmocka_unit_test(test_reply_bytes),
+        cmocka_unit_test(test_reads_shed_not_batches),
         cmocka_unit_test(test_publish_confirmed),
         cmocka_unit_test(test_request_before_connect),
         cmocka_unit_test(test_malformed),
