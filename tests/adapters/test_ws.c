@@ -106,7 +106,8 @@ static ws_server *
 server_new(rt_runtime *rt, owner *o, size_t queue_max)
 {
     ws_config cfg = { .loop = rt_loop(rt), .host = "127.0.0.1", .port = test_port,
-                      .max_message = 65536, .queue_max = queue_max, .who = "test" };
+                      .max_message = 65536, .queue_max = queue_max,
+                      .queue_bytes = SIZE_MAX, .who = "test" };
     o->srv = ws_server_new(&cfg, &callbacks, o);
     assert_non_null(o->srv);
     return o->srv;
