@@ -18,7 +18,9 @@ export function tcp(url) {
     return r;
 }
 
-export async function upgraded(url, { version = '13', status = 101 } = {}) {
+// upgraded(url, {version, status}): status is a regexp source for the status
+// line after "HTTP/" (default 1.1 101); version null sends no version header.
+export async function upgraded(url, { version = '13', status = '1\\.1 101' } = {}) {
     const r = tcp(url);
     await r.ready;
     const key = crypto.randomBytes(16).toString('base64');
@@ -27,7 +29,7 @@ export async function upgraded(url, { version = '13', status = 101 } = {}) {
         (version === null ? '' : `Sec-WebSocket-Version: ${version}\r\n`) + '\r\n');
     await until('the 101', () => r.data.includes('\r\n\r\n'), slow(5000), 10);
     const head = r.data.toString('latin1');
-    assert.match(head, new RegExp(`^HTTP/1\\.1 ${status}`));
+    assert.match(head, new RegExp(`^HTTP/${status}`));
     r.head = head.slice(0, head.indexOf('\r\n\r\n'));
     r.data = r.data.subarray(head.indexOf('\r\n\r\n') + 4);
     return r;
