@@ -44,10 +44,12 @@
  *
  * What lws 4.1.6 does not let us control (roles/ws/ops-ws.c, lws_ws_rx_sm):
  * an unmasked client frame is accepted (the mask bit is kept in a private
- * field with no accessor; RFC 6455 5.1 says close, 1002), and the parser's
- * own refusals (a 64-bit length with its top bit set, a control frame over
- * 125 bytes or fragmented, reserved opcodes or bits) return -1 before any
- * callback: lws closes the TCP connection without a close frame.
+ * field with no accessor; RFC 6455 5.1 says close, 1002), and two of the
+ * parser's refusals return -1 before any callback, so lws closes the TCP
+ * connection without a close frame: a 64-bit length with its top bit set
+ * and a control frame with an extended (over 125 bytes) length. Its other
+ * refusals (reserved opcodes or bits, fragmented control frames, stray
+ * continuations) send 1002.
  *
  * lws notes (4.1.6, Debian 12; shared/LIBRARIES.md):
  * - libev support is a plugin (package libwebsockets-evlib-ev); without it
