@@ -23,6 +23,23 @@ const closePayload = (code, reason = '') => {
     return b;
 };
 
+// The fixed part of the README's memory bound: what an idle connected client
+// costs the node beyond its output cap.
+ctx.it('an idle connection costs the node a few KB', { timeout: slow(60000) }, async (t, c) => {
+    const nd = c.nodes[0];
+    const N = 600;
+    const rss0 = rss(nd.proc.pid);
+    const conns = [];
+    for (let i = 0; i < N; i += 50) {
+        conns.push(...await Promise.all(Array.from({ length: 50 }, (_, k) => rawConnect(nd.url, { user: `idle${i + k}` }))));
+    }
+    await sleep(500);
+    const per = (rss(nd.proc.pid) - rss0) / N;
+    for (const r of conns) r.close();
+    t.diagnostic(`${N} idle connections: ${(per / 1024).toFixed(1)} KB each`);
+    if (BUILD !== 'asan') assert.ok(per < 64 * 1024, `${(per / 1024).toFixed(1)} KB per idle connection`);
+});
+
 ctx.it('WebSocket: bad versions get 426; oversize binary 1009; invalid close codes 1002, valid ones echoed', { timeout: slow(60000) }, async (t, c) => {
     const url = c.nodes[0].url;
     for (const version of ['8', '12', null]) {
@@ -224,23 +241,6 @@ ctx.it('a client that joins 20 rooms with since at once and reads normally is no
     assert.equal((await metric(nd, 'chatd_slow_consumer_closes_total')) - closes0, 0, 'no slow-consumer close');
     t.diagnostic(`20 joins with since: ${missed} missed messages read`);
     s.close();
-});
-
-// The fixed part of the README's memory bound: what an idle connected client
-// costs the node beyond its output cap.
-ctx.it('an idle connection costs the node a few KB', { timeout: slow(60000) }, async (t, c) => {
-    const nd = c.nodes[0];
-    const N = 300;
-    const rss0 = rss(nd.proc.pid);
-    const conns = [];
-    for (let i = 0; i < N; i += 50) {
-        conns.push(...await Promise.all(Array.from({ length: 50 }, (_, k) => rawConnect(nd.url, { user: `idle${i + k}` }))));
-    }
-    await sleep(500);
-    const per = (rss(nd.proc.pid) - rss0) / N;
-    for (const r of conns) r.close();
-    t.diagnostic(`${N} idle connections: ${(per / 1024).toFixed(1)} KB each`);
-    if (BUILD !== 'asan') assert.ok(per < 64 * 1024, `${(per / 1024).toFixed(1)} KB per idle connection`);
 });
 
 ctx.it('floods of refused requests and lws errors cost a bounded number of log lines', { timeout: slow(60000) }, async (t, c) => {
