@@ -29,6 +29,8 @@ chatd_config_defaults(chatd_config *cfg)
     cfg->rate_per_s = 100;
     cfg->rate_burst = 256;
     cfg->send_queue_max = 1024;
+    cfg->send_queue_bytes = 160 * 1024;     /* 100k connections: 15.3 GiB (README) */
+    cfg->connect_timeout_ms = 45000;        /* the reference server's connectTimeout */
     cfg->request_timeout_ms = 5000;
     cfg->produce_timeout_ms = 5000;
     cfg->presence_ttl_ms = 30000;

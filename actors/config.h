@@ -47,6 +47,8 @@ typedef struct chatd_config {
     double rate_per_s;              /* events per second per connection ... */
     double rate_burst;              /* ... with bursts of this many */
     int send_queue_max;             /* frames queued per connection */
+    int send_queue_bytes;           /* bytes queued per connection (ws_send) */
+    int connect_timeout_ms;         /* no Socket.IO CONNECT by then: closed */
     int request_timeout_ms;         /* a backend request not answered: unavailable */
     int produce_timeout_ms;         /* Kafka message.timeout.ms */
     int presence_ttl_ms;            /* presence entry lifetime without refresh */

@@ -49,8 +49,9 @@ push(socket_state *st, sk_conn *c, ws_frame *f)
         return;
     case WS_EFULL:
         rt_metric_add(st->m.slow_closes, 1);
-        rt_info(rt_who(st->self), "closing connection %" PRIu64 " (%s): send queue full",
-                c->id, c->user);
+        rt_info_limited(rt_who(st->self), "closing connection %" PRIu64 " (%s): send queue "
+                        "full (%zu frames, %zu bytes)", c->id, c->user, ws_queued(c->ws),
+                        ws_queued_bytes(c->ws));
         ws_close(c->ws, WS_CLOSE_POLICY_VIOLATION, "send queue overflow");
         return;
     default:
@@ -159,8 +160,8 @@ on_message(void *owner, void *conn_data, const char *data, size_t len)
     switch (sio_parse(data, len, &p)) {
     case SIO_PKT_INVALID:
         rt_metric_add(st->m.bad_frames, 1);
-        rt_info(rt_who(st->self), "connection %" PRIu64 ": not an Engine.IO packet: closing",
-                c->id);
+        rt_info_limited(rt_who(st->self), "connection %" PRIu64 ": not an Engine.IO packet: "
+                        "closing", c->id);
         ws_close(c->ws, WS_CLOSE_PROTOCOL_ERROR, "invalid packet");
         break;
     case SIO_PKT_PONG:
@@ -184,10 +185,21 @@ on_message(void *owner, void *conn_data, const char *data, size_t len)
         while (c->nrooms)
             sk_member_remove(st, c, c->rooms[c->nrooms - 1]);
         c->phase = SK_OPEN;
+        c->opened_at = sk_now_ms(st);   /* it may CONNECT again, in time */
         break;
     case SIO_PKT_EVENT:
-        if (c->phase == SK_CONNECTED)
+        if (c->phase == SK_CONNECTED) {
             sk_on_event(st, c, &p);
+            break;
+        }
+        /* before CONNECT, after DISCONNECT or a refused CONNECT */
+        /* fallthrough */
+    case SIO_PKT_FOREIGN_EVENT:
+        /* as the reference server does (socket.io's Client.ondecoded) */
+        rt_metric_add(st->m.bad_frames, 1);
+        rt_info_limited(rt_who(st->self), "connection %" PRIu64 ": event on a namespace it "
+                        "is not connected to: closing", c->id);
+        ws_close(c->ws, WS_CLOSE_PROTOCOL_ERROR, "not connected to the namespace");
         break;
     case SIO_PKT_IGNORE:
         break;
@@ -227,7 +239,7 @@ on_open(void *owner, ws_conn *w)
     c->ws = w;
     c->id = ws_conn_id(w);
     c->tokens = st->cfg->rate_burst;
-    c->tokens_at = c->ping_at = sk_now_ms(st);
+    c->tokens_at = c->ping_at = c->opened_at = sk_now_ms(st);
     random_sid(c->sid, 21);
     if (!rt_map_put_u64(&st->conns, c->id, c)) {
         free(c);
@@ -277,9 +289,16 @@ sweep(socket_state *st)
         sk_conn *c = e->value;
         if (ws_closing(c->ws))
             continue;
+        if (c->phase == SK_OPEN && now - c->opened_at >= st->cfg->connect_timeout_ms) {
+            rt_info_limited(rt_who(st->self), "connection %" PRIu64 ": no Socket.IO CONNECT "
+                            "within %d ms: closing", c->id, st->cfg->connect_timeout_ms);
+            ws_close(c->ws, WS_CLOSE_POLICY_VIOLATION, "connect timeout");
+            continue;
+        }
         if (c->awaiting_pong) {
             if (now - c->ping_at >= st->cfg->ping_timeout_ms) {
-                rt_info(rt_who(st->self), "connection %" PRIu64 ": no pong: closing", c->id);
+                rt_info_limited(rt_who(st->self), "connection %" PRIu64 ": no pong: closing",
+                                c->id);
                 ws_close(c->ws, WS_CLOSE_GOING_AWAY, "ping timeout");
             }
         } else if (now - c->ping_at >= st->cfg->ping_interval_ms) {
@@ -335,7 +354,8 @@ metrics_init(socket_state *st, rt_runtime *rt)
     st->m.slow_closes = rt_metric_get(rt, RT_COUNTER, "chatd_slow_consumer_closes_total", NULL,
                                       "Connections closed because their send queue overflowed.");
     st->m.bad_frames = rt_metric_get(rt, RT_COUNTER, "chatd_invalid_packets_total", NULL,
-                                     "Frames that were not Engine.IO packets.");
+                                     "Frames that were not Engine.IO packets, or events "
+                                     "outside a connected namespace.");
 }
 
 static int
@@ -360,6 +380,7 @@ socket_init(rt_actor *self, const void *arg)
         .port = st->cfg->port,
         .max_message = (size_t)st->cfg->max_payload,
         .queue_max = (size_t)st->cfg->send_queue_max,
+        .queue_bytes = (size_t)st->cfg->send_queue_bytes,
         .who = rt_who(self),
     };
     if (!(st->ws = ws_server_new(&wc, &callbacks, st)))

@@ -64,6 +64,8 @@ typedef struct sk_conn {
     double tokens;                  /* rate limit bucket */
     double tokens_at;               /* ms */
     double ping_at;                 /* ms: when the last ping was sent */
+    double opened_at;               /* ms: open, or the client's DISCONNECT:
+                                     * the connect timeout runs from here */
     bool awaiting_pong;
 } sk_conn;
 

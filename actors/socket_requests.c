@@ -68,7 +68,7 @@ sk_reqs_expire(socket_state *st, double now)
         sk_req *r = RT_CONTAINER(l, sk_req, link);
         if (r->deadline > now)
             break;
-        rt_warn(rt_who(st->self), "request %" PRIu64 " timed out", r->corr);
+        rt_warn_limited(rt_who(st->self), "request %" PRIu64 " timed out", r->corr);
         fail_req(st, r, SIO_E_UNAVAILABLE, "a backend did not answer in time");
     }
 }

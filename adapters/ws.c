@@ -30,6 +30,13 @@
 #define RX_KEEP 4096                /* larger buffers are freed after use */
 #define QUEUE_KEEP 16               /* larger empty queues are freed */
 #define CLOSE_WAIT_S 2              /* seconds a closing peer has to take the close */
+#define MALLOC_OVERHEAD 16          /* what one malloc'd block costs beyond its size */
+#define LWS_LOG_MAX 240             /* characters of an lws line kept */
+
+/* What one queued frame is charged against a connection's byte cap: the
+ * whole frame, as if it were the connection's alone (an upper bound when it
+ * is shared), and its ring slot. */
+#define FRAME_COST(f) (sizeof(ws_frame) + (f)->len + MALLOC_OVERHEAD + sizeof(ws_frame *))
 
 struct ws_server {
     ws_config cfg;
@@ -62,8 +69,13 @@ struct ws_conn {
     char *rx;                       /* the message being reassembled */
     size_t rx_len, rx_cap;
 
+    size_t bin_len;                 /* bytes of the binary message being discarded */
+
     ws_frame **q;                   /* send queue: a ring of frames */
     size_t q_head, q_len, q_cap;
+    size_t q_bytes;                 /* FRAME_COST of the queued frames */
+    size_t lws_held;                /* bytes of the last write while lws buffers
+                                     * its tail (an upper bound of what it holds) */
 };
 
 struct ws_request {
@@ -135,6 +147,7 @@ queue_pop(ws_conn *c)
     ws_frame *f = c->q[c->q_head];
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_len--;
+    c->q_bytes -= FRAME_COST(f);
     return f;
 }
 
@@ -148,17 +161,43 @@ queue_clear(ws_conn *c)
     c->q_cap = c->q_head = 0;
 }
 
+static int conn_write(ws_server *s, ws_conn *c);
+
+/* Whether f fits in c's queue: under both caps, or alone (a frame larger
+ * than the byte cap still goes to a connection that holds nothing). */
+static bool
+queue_fits(const ws_conn *c, const ws_frame *f)
+{
+    const ws_config *cfg = &c->srv->cfg;
+    if (c->q_len >= cfg->queue_max)
+        return false;
+    return c->q_bytes + c->lws_held + FRAME_COST(f) <= cfg->queue_bytes ||
+           (c->q_len == 0 && c->lws_held == 0);
+}
+
 int
 ws_send(ws_conn *c, ws_frame *f)
 {
     if (c->closing)
         return WS_ECLOSING;
-    if (c->q_len >= c->srv->cfg.queue_max)
-        return WS_EFULL;
+    if (!queue_fits(c, f)) {
+        /* before calling it full, hand lws what the socket takes now (not
+         * from inside an lws callback, and not past what lws buffers) */
+        ws_server *s = c->srv;
+        if (s->in_callback || c->wsi == NULL || lws_partial_buffered(c->wsi))
+            return WS_EFULL;
+        if (conn_write(s, c) < 0) {
+            ws_close(c, WS_CLOSE_UNEXPECTED, "write failed");
+            return WS_ECLOSING;
+        }
+        if (!queue_fits(c, f))
+            return WS_EFULL;
+    }
     if (!queue_grow(c))
         return WS_ENOMEM;
     f->refs++;
     c->q[(c->q_head + c->q_len++) % c->q_cap] = f;
+    c->q_bytes += FRAME_COST(f);
     if (!c->dirty) {
         c->dirty = true;
         rt_list_push_back(&c->srv->dirty, &c->dirty_link);
@@ -185,6 +224,12 @@ ws_queued(const ws_conn *c)
     return c->q_len;
 }
 
+size_t
+ws_queued_bytes(const ws_conn *c)
+{
+    return c->q_bytes + c->lws_held;
+}
+
 /* --- writing -------------------------------------------------------------- */
 
 /* Writes one frame larger than the chunk on its own. Returns lws_write's
@@ -208,6 +253,8 @@ write_alone(ws_conn *c, ws_frame *f)
 static int
 conn_write(ws_server *s, ws_conn *c)
 {
+    if (!lws_partial_buffered(c->wsi))
+        c->lws_held = 0;
     while (c->q_len && !lws_partial_buffered(c->wsi)) {
         uint8_t *dst = s->wbuf + LWS_PRE;
         size_t total = 0;
@@ -220,6 +267,7 @@ conn_write(ws_server *s, ws_conn *c)
         if (total == 0) {
             ws_frame *big = queue_pop(c);
             int n = write_alone(c, big);
+            c->lws_held = lws_partial_buffered(c->wsi) ? big->len : 0;
             ws_frame_unref(big);
             if (n < 0)
                 return -1;
@@ -227,6 +275,7 @@ conn_write(ws_server *s, ws_conn *c)
         }
         if (lws_write(c->wsi, dst, total, LWS_WRITE_RAW) < 0)
             return -1;
+        c->lws_held = lws_partial_buffered(c->wsi) ? total : 0;
     }
     if (c->q_len == 0 && c->q_cap > QUEUE_KEEP)
         queue_clear(c);     /* an idle connection keeps no large queue */
@@ -373,13 +422,20 @@ on_receive(ws_server *s, struct lws *wsi, ws_conn *c, const char *in, size_t len
     if (c->closing || c->detached)
         return 0;
     if (lws_frame_is_binary(wsi)) {
-        if (lws_is_final_fragment(wsi))
-            c->rx_len = 0;
+        /* discarded, but held to the same size cap as text (1009) */
+        c->bin_len += len;
+        if (c->bin_len > s->cfg.max_message) {
+            rt_info_limited(s->cfg.who, "connection %" PRIu64 ": binary message over %zu "
+                            "bytes: closing", c->id, s->cfg.max_message);
+            return refuse(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "packet too large");
+        }
+        if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi))
+            c->bin_len = 0;
         return 0;
     }
     if (c->rx_len + len > s->cfg.max_message) {
-        rt_info(s->cfg.who, "connection %" PRIu64 ": message over %zu bytes: closing", c->id,
-                s->cfg.max_message);
+        rt_info_limited(s->cfg.who, "connection %" PRIu64 ": message over %zu bytes: closing",
+                        c->id, s->cfg.max_message);
         return refuse(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "packet too large");
     }
     bool final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
@@ -407,6 +463,48 @@ on_receive(ws_server *s, struct lws *wsi, ws_conn *c, const char *in, size_t len
     if (c->q_len)
         lws_callback_on_writable(wsi);
     return 0;
+}
+
+/* RFC 6455 7.4: the codes a peer may send (1004-1006 and 1015 are reserved
+ * or never sent; 1016-2999 are unassigned). */
+static bool
+close_code_valid(unsigned code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+/* The peer's close frame (code and reason in `in`). lws echoes what we leave
+ * it (return 0); a code it must not send, a one-byte payload or a reason that
+ * is not UTF-8 (RFC 6455 5.5.1, 7.4, 8.1) is answered 1002 or 1007 instead. */
+static int
+on_peer_close(struct lws *wsi, const uint8_t *in, size_t len)
+{
+    if (len == 1 || (len >= 2 && !close_code_valid((unsigned)in[0] << 8 | in[1])))
+        return refuse(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, "invalid close code");
+    if (len > 2 && !proto_utf8_valid((const char *)in + 2, len - 2))
+        return refuse(wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
+    return 0;
+}
+
+/* An upgrade that does not ask for version 13 gets 426 with the version we
+ * speak (RFC 6455 4.2.2, 4.4); lws itself would upgrade it anyway. Returns
+ * true when the upgrade may go on. */
+static bool
+upgrade_version_ok(struct lws *wsi)
+{
+    char v[8];
+    if (lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_VERSION) > 0 && strcmp(v, "13") == 0)
+        return true;
+    uint8_t buf[LWS_PRE + 256];
+    uint8_t *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+    if (!lws_add_http_header_status(wsi, 426, &p, end) &&
+        !lws_add_http_header_by_token(wsi, WSI_TOKEN_VERSION, (const unsigned char *)"13", 2,
+                                      &p, end) &&
+        !lws_add_http_header_content_length(wsi, 0, &p, end) &&
+        !lws_finalize_http_header(wsi, &p, end))
+        lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
+    return false;
 }
 
 /* --- HTTP -------------------------------------------------------------------- */
@@ -463,7 +561,11 @@ dispatch(ws_server *s, struct lws *wsi, enum lws_callback_reasons reason, sessio
     case LWS_CALLBACK_HTTP:
         return s->detached ? -1 : s->cb.http(s->owner, &req, in ? (const char *)in : "/");
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (!upgrade_version_ok(wsi))
+            return -1;
         return !s->detached && s->cb.accept(s->owner, &req) ? 0 : -1;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        return on_peer_close(wsi, in, len);
     case LWS_CALLBACK_ESTABLISHED:
         return on_established(s, wsi, ss);
     case LWS_CALLBACK_RECEIVE:
@@ -500,6 +602,22 @@ lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, 
 
 /* --- the server ------------------------------------------------------------------- */
 
+/* lws's own lines, in chatd's format: escaped (they may quote client bytes),
+ * cut to LWS_LOG_MAX, and rate-limited like any line a client can cause. */
+static void
+lws_log_emit(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    char text[LWS_LOG_MAX];
+    rt_log_escape(text, sizeof(text), line, n);
+    if (level & LLL_ERR)
+        RT_LOG_LIMITED(RT_LOG_ERROR, "lws", "%s", text);
+    else
+        rt_warn_limited("lws", "%s", text);
+}
+
 ws_server *
 ws_server_new(const ws_config *cfg, const ws_callbacks *cb, void *owner)
 {
@@ -509,7 +627,7 @@ ws_server_new(const ws_config *cfg, const ws_callbacks *cb, void *owner)
     s->cfg = *cfg;
     s->cb = *cb;
     s->owner = owner;
-    lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
     s->protocols[0] = (struct lws_protocols){
         .name = "ws",
         .callback = lws_cb,

@@ -36,7 +36,20 @@
  *
  * Reception: fragmented messages are reassembled up to max_message bytes;
  * past that the connection is closed with 1009. A text message that is not
- * valid UTF-8 closes it with 1007. Binary messages are discarded.
+ * valid UTF-8 closes it with 1007. Binary messages are discarded, under the
+ * same cap (1009). A peer's close frame with a code it must not send (RFC
+ * 6455 7.4: 1004-1006, 1015, 1016-2999, below 1000, from 5000) is answered
+ * 1002, not echoed. An upgrade without Sec-WebSocket-Version: 13 gets 426.
+ * lws's own log lines go through runtime/log.h, escaped and rate-limited.
+ *
+ * What lws 4.1.6 does not let us control (roles/ws/ops-ws.c, lws_ws_rx_sm):
+ * an unmasked client frame is accepted (the mask bit is kept in a private
+ * field with no accessor; RFC 6455 5.1 says close, 1002), and two of the
+ * parser's refusals return -1 before any callback, so lws closes the TCP
+ * connection without a close frame: a 64-bit length with its top bit set
+ * and a control frame with an extended (over 125 bytes) length. Its other
+ * refusals (reserved opcodes or bits, fragmented control frames, stray
+ * continuations) send 1002.
  *
  * lws notes (4.1.6, Debian 12; shared/LIBRARIES.md):
  * - libev support is a plugin (package libwebsockets-evlib-ev); without it
@@ -120,6 +133,7 @@ typedef struct ws_config {
     int port;
     size_t max_message;         /* reassembled messages above this: 1009 */
     size_t queue_max;           /* frames queued per connection (>= 1) */
+    size_t queue_bytes;         /* bytes queued per connection (see ws_send) */
     const char *who;            /* name in log lines */
 } ws_config;
 
@@ -157,6 +171,16 @@ void ws_frame_unref(ws_frame *f);
 /*
  * Queues f on c (taking a reference) to leave at the next ws_flush. Returns
  * WS_OK, or one of the errors above (then nothing was queued).
+ *
+ * Each connection's queue is capped in frames (queue_max) and in bytes
+ * (queue_bytes): every frame counts its whole size plus its bookkeeping
+ * against each connection that queued it (an upper bound, frames being
+ * shared), and so do the bytes of the last write while lws still buffers its
+ * tail. A frame that does not fit is first given a chance: what the socket
+ * takes now is written (not from inside an adapter callback), then WS_EFULL
+ * if it still does not fit. A single frame larger than queue_bytes is
+ * accepted only by a connection that holds nothing. So a connection holds at
+ * most max(queue_bytes, its largest frame) of output in the process.
  */
 int ws_send(ws_conn *c, ws_frame *f);
 
@@ -181,6 +205,9 @@ bool ws_closing(const ws_conn *c);
 
 /* Frames queued on c and not yet handed to lws. */
 size_t ws_queued(const ws_conn *c);
+
+/* What c's output is charged against queue_bytes (see ws_send). */
+size_t ws_queued_bytes(const ws_conn *c);
 
 /* The request's path (without the query) into buf; false when it does not
  * fit or is missing. */

@@ -225,7 +225,7 @@ parse_socketio(sio_packet *pkt, const char *s, size_t n)
     case SIO_EVENT:
     case SIO_BINARY_EVENT:
         if (!root_nsp)
-            return set_kind(pkt, SIO_PKT_IGNORE);
+            return set_kind(pkt, SIO_PKT_FOREIGN_EVENT);
         return parse_event(pkt, type == SIO_BINARY_EVENT, ack_ok, payload, plen);
     case SIO_ACK:
     case SIO_BINARY_ACK:

@@ -115,7 +115,8 @@ const char *sio_error_code(sio_error err);
 /* What one incoming frame asks of the caller. */
 typedef enum sio_kind {
     SIO_PKT_INVALID = 0,   /* not Engine.IO/Socket.IO: close the connection */
-    SIO_PKT_IGNORE,        /* nothing to do (noop, upgrade, ack, other nsp) */
+    SIO_PKT_IGNORE,        /* nothing to do (noop, upgrade, ack, DISCONNECT
+                            * from another nsp) */
     SIO_PKT_CLOSE,         /* Engine.IO close: the client is leaving */
     SIO_PKT_PING,          /* client ping: answer sio_encode_pong(data) */
     SIO_PKT_PONG,          /* the client answered our ping */
@@ -123,6 +124,8 @@ typedef enum sio_kind {
     SIO_PKT_CONNECT_ERROR, /* refuse: sio_encode_connect_error(nsp, message) */
     SIO_PKT_DISCONNECT,    /* Socket.IO DISCONNECT from "/" */
     SIO_PKT_EVENT,         /* EVENT (or BINARY_EVENT) on "/": see err */
+    SIO_PKT_FOREIGN_EVENT, /* EVENT on another namespace (never connected: the
+                            * reference server closes the connection) */
 } sio_kind;
 
 /*

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 rt_log_level rt_log_threshold = RT_LOG_INFO;
+double rt_log_limit_ms = 1000;
 static unsigned long line_counts[RT_LOG_OFF];
+static unsigned long suppressed_count;
 
 static const char *const level_names[] = { "DEBUG", "INFO", "WARN", "ERROR", "OFF" };
 
@@ -77,4 +79,63 @@ unsigned long
 rt_log_count(rt_log_level level)
 {
     return level < RT_LOG_OFF ? line_counts[level] : 0;
+}
+
+void
+rt_log_limited(rt_log_limit *lim, rt_log_level level, const char *who, const char *fmt, ...)
+{
+    if (level < rt_log_threshold || level >= RT_LOG_OFF)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    if (now < lim->next_ms) {
+        lim->suppressed++;
+        suppressed_count++;
+        return;
+    }
+    lim->next_ms = now + rt_log_limit_ms;
+    char text[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (lim->suppressed)
+        rt_log_write(level, who, "%s (%lu more like it suppressed)", text, lim->suppressed);
+    else
+        rt_log_write(level, who, "%s", text);
+    lim->suppressed = 0;
+}
+
+unsigned long
+rt_log_suppressed(void)
+{
+    return suppressed_count;
+}
+
+char *
+rt_log_escape(char *dst, size_t cap, const void *src, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = src;
+    size_t o = 0, i = 0;
+    for (; i < len; i++) {
+        bool plain = p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\';
+        size_t need = plain ? 1 : 4;
+        if (o + need > cap - 4)     /* room for "..." and the NUL */
+            break;
+        if (plain) {
+            dst[o++] = (char)p[i];
+        } else {
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[p[i] >> 4];
+            dst[o++] = hex[p[i] & 15];
+        }
+    }
+    if (i < len)
+        for (int k = 0; k < 3; k++)
+            dst[o++] = '.';
+    dst[o] = '\0';
+    return dst;
 }

@@ -262,8 +262,14 @@ test_connect(void **state)
     ws_client_expect_frame(rt, c, "44{\"message\":\"invalid user\"}");
     ws_client_send_text(c, "40");
     ws_client_expect_frame(rt, c, "44{\"message\":\"invalid user\"}");
-    /* events before a successful CONNECT are not served */
+    /* an event before a successful CONNECT closes the connection (1002), as
+     * the reference server does */
     ws_client_send_text(c, "420[\"join\",{\"room\":\"r\"}]");
+    assert_null(ws_client_next_frame(rt, c, 2000));
+    assert_int_equal(c->close_code, 1002);
+    ws_client_free(c);
+    c = ws_open(rt, "EIO=4&transport=websocket");
+    free(ws_client_next_frame(rt, c, 1000));    /* the open packet */
     ws_client_send_text(c, "40{\"user\":\"alice\"}");
     char *ok = ws_client_next_frame(rt, c, 1000);
     assert_non_null(ok);

@@ -103,13 +103,20 @@ static const ws_callbacks callbacks = {
 static int test_port;
 
 static ws_server *
-server_new(rt_runtime *rt, owner *o, size_t queue_max)
+server_new_bytes(rt_runtime *rt, owner *o, size_t queue_max, size_t queue_bytes)
 {
     ws_config cfg = { .loop = rt_loop(rt), .host = "127.0.0.1", .port = test_port,
-                      .max_message = 65536, .queue_max = queue_max, .who = "test" };
+                      .max_message = 65536, .queue_max = queue_max,
+                      .queue_bytes = queue_bytes, .who = "test" };
     o->srv = ws_server_new(&cfg, &callbacks, o);
     assert_non_null(o->srv);
     return o->srv;
+}
+
+static ws_server *
+server_new(rt_runtime *rt, owner *o, size_t queue_max)
+{
+    return server_new_bytes(rt, o, queue_max, SIZE_MAX);
 }
 
 typedef struct count_ctx {
@@ -231,7 +238,7 @@ test_shared_frame(void **state)
     rt_test_close(rt);
 }
 
-/* The queue bound refuses without closing; ws_close sends code and reason,
+/* The frame bound writes what the socket takes before refusing; ws_close sends code and reason,
  * drops what was queued and refuses later sends; `close` follows. */
 static void
 test_queue_bound_and_close(void **state)
@@ -245,10 +252,13 @@ test_queue_bound_and_close(void **state)
     ws_conn *w = o.last;
     for (int i = 0; i < 3; i++)
         assert_int_equal(ws_send_text(w, "q", 1), WS_OK);
-    assert_int_equal(ws_send_text(w, "q", 1), WS_EFULL);
+    /* the socket takes the three queued: room for the fourth (a peer that
+     * reads nothing gets WS_EFULL: test_queue_bytes) */
+    assert_int_equal(ws_send_text(w, "q", 1), WS_OK);
+    assert_int_equal(ws_queued(w), 1);
     assert_false(ws_closing(w));
     ws_flush(o.srv);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         ws_client_expect_frame(rt, c, "q");
     assert_int_equal(ws_send_text(w, "dropped", 7), WS_OK);
     ws_close(w, WS_CLOSE_POLICY_VIOLATION, "too slow");
@@ -261,6 +271,66 @@ test_queue_bound_and_close(void **state)
     assert_string_equal(c->close_reason, "too slow");
     wait_count(rt, &o.closes, 1);
     ws_client_free(c);
+    ws_server_free(o.srv);
+    rt_test_close(rt);
+}
+
+/* The byte cap: a shared frame counts against each queue; a frame over the
+ * cap goes to an empty queue only; a peer that reads nothing gets WS_EFULL
+ * once the socket and the cap are full, never more than the cap and one
+ * write held in the process. */
+static void
+test_queue_bytes(void **state)
+{
+    (void)state;
+    rt_runtime *rt = rt_test_open(NULL);
+    owner o = {0};
+    const size_t cap = 4096;
+    server_new_bytes(rt, &o, 100000, cap);
+    int status;
+    ws_client *a = ws_client_open(rt, test_port, "/ws", &status);
+    ws_conn *ca = o.last;
+    ws_client *b = ws_client_open(rt, test_port, "/ws", &status);
+    ws_conn *cb = o.last;
+
+    char payload[1001];
+    memset(payload, 'p', 1000);
+    payload[1000] = '\0';
+    ws_frame *f = ws_frame_text(payload, 1000);
+    assert_int_equal(ws_send(ca, f), WS_OK);
+    assert_int_equal(ws_send(cb, f), WS_OK);
+    size_t cost = ws_queued_bytes(ca);
+    assert_true(cost >= f->len);
+    assert_int_equal(ws_queued_bytes(cb), cost);
+    ws_frame_unref(f);
+    ws_flush(o.srv);
+    assert_int_equal(ws_queued_bytes(ca), 0);
+    ws_client_expect_frame(rt, a, payload);
+    ws_client_expect_frame(rt, b, payload);
+
+    /* larger than the cap: accepted alone, refused behind anything */
+    char *big = malloc(2 * cap);
+    memset(big, 'B', 2 * cap);
+    big[2 * cap - 1] = '\0';
+    assert_int_equal(ws_send_text(cb, "x", 1), WS_OK);
+    assert_int_equal(ws_send_text(cb, big, 2 * cap - 1), WS_OK);   /* written to make room */
+    ws_flush(o.srv);
+    ws_client_expect_frame(rt, b, "x");
+    ws_client_expect_frame(rt, b, big);
+    free(big);
+
+    /* the client reads nothing while the loop does not run: the kernel's
+     * buffers fill, then the cap */
+    int sent = 0, rc;
+    while ((rc = ws_send_text(ca, payload, 1000)) == WS_OK && sent < 100000)
+        sent++;
+    assert_int_equal(rc, WS_EFULL);
+    assert_false(ws_closing(ca));
+    assert_true(ws_queued_bytes(ca) <= cap + WS_WRITE_CHUNK + cost);
+    assert_true(ws_queued(ca) * cost <= cap);
+    ws_client_free(a);
+    ws_client_free(b);
+    wait_count(rt, &o.closes, 2);
     ws_server_free(o.srv);
     rt_test_close(rt);
 }
@@ -376,6 +446,7 @@ main(void)
         cmocka_unit_test(test_lifecycle),
         cmocka_unit_test(test_shared_frame),
         cmocka_unit_test(test_queue_bound_and_close),
+        cmocka_unit_test(test_queue_bytes),
         cmocka_unit_test(test_receive),
         cmocka_unit_test(test_http),
         cmocka_unit_test(test_free_inside_callback),

@@ -229,7 +229,7 @@ test_namespace_limits(void **state)
     strcpy(frame, "42/");
     memset(frame + 3, 'n', SIO_NSP_MAX - 1);
     strcpy(frame + 2 + SIO_NSP_MAX, ",[\"x\"]");
-    assert_int_equal(parse(frame, &p), SIO_PKT_IGNORE);
+    assert_int_equal(parse(frame, &p), SIO_PKT_FOREIGN_EVENT);
     assert_int_equal(p.nsp_len, SIO_NSP_MAX);
     sio_packet_free(&p);
     strcpy(frame, "42/");
@@ -307,10 +307,10 @@ test_event_parse(void **state)
     assert_int_equal(p.err, SIO_OK);
     sio_packet_free(&p);
 
-    /* Other namespaces were never connected: ignored. */
-    assert_int_equal(parse("42/admin,3[\"join\",{\"room\":\"r\"}]", &p), SIO_PKT_IGNORE);
+    /* Other namespaces were never connected: the caller closes. */
+    assert_int_equal(parse("42/admin,3[\"join\",{\"room\":\"r\"}]", &p), SIO_PKT_FOREIGN_EVENT);
     sio_packet_free(&p);
-    assert_int_equal(parse("42/admin,[\"join\"", &p), SIO_PKT_IGNORE);
+    assert_int_equal(parse("42/admin,[\"join\"", &p), SIO_PKT_FOREIGN_EVENT);
     sio_packet_free(&p);
 }
 
@@ -414,7 +414,7 @@ test_binary_event(void **state)
                      SIO_E_BAD_REQUEST);
     assert_string_equal(msg, "binary attachments are not supported");
 
-    assert_int_equal(parse("451-/admin,9[\"x\"]", &p), SIO_PKT_IGNORE);
+    assert_int_equal(parse("451-/admin,9[\"x\"]", &p), SIO_PKT_FOREIGN_EVENT);
     sio_packet_free(&p);
 
     const char *invalid[] = {"45", "45-[\"x\"]", "451[\"x\"]", "45x-[\"x\"]", "451",

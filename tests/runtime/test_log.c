@@ -334,6 +334,65 @@ test_truncation(void **state)
     rt_log_set_level(RT_LOG_OFF);
 }
 
+/* --- rate-limited lines ---------------------------------------------------- */
+
+/* One call site, as a client flood would hit it. */
+static void
+flood_site(int i)
+{
+    rt_warn_limited("limit", "refused request %d", i);
+}
+
+static void
+test_rate_limit(void **state)
+{
+    (void)state;
+    rt_log_set_level(RT_LOG_DEBUG);
+    double saved = rt_log_limit_ms;
+    rt_log_limit_ms = 200;
+    unsigned long warn0 = rt_log_count(RT_LOG_WARN), supp0 = rt_log_suppressed();
+    capture cap;
+    capture_begin(&cap);
+    for (int i = 0; i < 1000; i++)
+        flood_site(i);
+    /* another call site is limited on its own */
+    rt_warn_limited("other", "another site");
+    struct timespec pause = { 0, 250 * 1000 * 1000 };
+    nanosleep(&pause, NULL);
+    flood_site(1000);
+    flood_site(1001);
+    size_t len;
+    char *out = capture_end(&cap, &len);
+    /* 1000 calls: one line; then the other site; after the interval one line
+     * carrying the count of the 999 dropped; the last call is dropped again */
+    assert_int_equal(count_char(out, len, '\n'), 3);
+    assert_int_equal(rt_log_count(RT_LOG_WARN) - warn0, 3);
+    assert_int_equal(rt_log_suppressed() - supp0, 999 + 1);
+    assert_non_null(strstr(out, "refused request 0\n"));
+    assert_non_null(strstr(out, "another site\n"));
+    assert_non_null(strstr(out, "refused request 1000 (999 more like it suppressed)\n"));
+    assert_null(strstr(out, "refused request 1001"));
+    free(out);
+    rt_log_limit_ms = saved;
+    rt_log_set_level(RT_LOG_OFF);
+}
+
+static void
+test_escape(void **state)
+{
+    (void)state;
+    char buf[32];
+    assert_string_equal(rt_log_escape(buf, sizeof(buf), "plain text", 10), "plain text");
+    assert_string_equal(rt_log_escape(buf, sizeof(buf), "a\nb\x1b[31m\\\xff", 10),
+                        "a\\x0ab\\x1b[31m\\x5c\\xff");
+    /* too long: cut, with "...", never past the buffer */
+    char small[12];
+    assert_string_equal(rt_log_escape(small, sizeof(small), "0123456789abcdef", 16),
+                        "01234567...");
+    assert_string_equal(rt_log_escape(small, sizeof(small), "\x01\x02\x03", 3), "\\x01\\x02...");
+    assert_string_equal(rt_log_escape(small, sizeof(small), "", 0), "");
+}
+
 int
 main(void)
 {
@@ -344,6 +403,8 @@ main(void)
         cmocka_unit_test(test_threshold_debug),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
