@@ -3,7 +3,8 @@
  *
  *   loadgen --urls http://H:P0,http://H:P1 [--pids P0,P1] [--rooms 10]
  *           [--members 100] [--rate 200] [--seconds 15] [--warmup 2]
- *           [--sat-rates 400,800] [--sat-seconds 8] [--deadline-s 300]
+ *           [--sat-rates 400,800] [--sat-seconds 8] [--poll-us 1000]
+ *           [--deadline-s 300]
  *
  * The fanout and saturation phases of scripts/bench/load.mjs, on one epoll
  * loop in one process: rooms x members connections (member m on URL m % 2),
@@ -123,6 +124,16 @@ now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* The clock of latencies: CLOCK_REALTIME, the clock of the kernel's receive
+ * timestamps (SO_TIMESTAMPNS). A clock step during a run would show. */
+static uint64_t
+wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static uint64_t
 self_cpu_us(void)
 {
@@ -207,6 +218,8 @@ static uint64_t *g_sent_at;  /* send time (us) by message seq = ack id */
 static size_t g_sent_cap;
 static uint64_t g_seq;       /* next message seq (ack ids of joins are 0) */
 static uint64_t g_pending;   /* messages not yet acked */
+static uint64_t g_rx_us;     /* when the kernel received the bytes being parsed */
+static uint64_t g_poll_us;   /* --poll-us: the loop wakes at most this often */
 
 static uint32_t
 rng32(void)
@@ -328,7 +341,7 @@ static void
 send_message(conn *c)
 {
     uint64_t seq = g_seq++;
-    uint64_t t = now_us();
+    uint64_t t = wall_us();
     if (seq >= g_sent_cap) {
         size_t cap = g_sent_cap ? g_sent_cap * 2 : 65536;
         uint64_t *p = realloc(g_sent_at, cap * sizeof(*p));
@@ -382,7 +395,7 @@ count_error(const char *p, const char *end)
 static void
 on_delivery(conn *c, const char *p, const char *end)
 {
-    uint64_t t = now_us();
+    uint64_t t = g_rx_us;
     W.received++;
     if (!W.measure)
         return;
@@ -465,7 +478,7 @@ on_packet(conn *c, const char *p, size_t len)
         else
             W.acked++;
         if (W.measure && id - 1 < g_seq)
-            h_add(&W.ack, now_us() - g_sent_at[id - 1]);
+            h_add(&W.ack, g_rx_us - g_sent_at[id - 1]);
     }
 }
 
@@ -559,8 +572,24 @@ on_readable(conn *c)
     for (;;) {
         grow(&c->in, &c->in_cap, c->in_len + 65536);
         size_t room = c->in_cap - c->in_len;
-        ssize_t r = recv(c->fd, c->in + c->in_len, room, 0);
+        struct iovec iov = { c->in + c->in_len, room };
+        union {
+            char buf[CMSG_SPACE(sizeof(struct timespec))];
+            struct cmsghdr align;
+        } ctl;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+                             .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+        ssize_t r = recvmsg(c->fd, &mh, 0);
         if (r > 0) {
+            g_rx_us = 0;
+            for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+                    struct timespec ts;
+                    memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+                    g_rx_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+                }
+            if (!g_rx_us)
+                g_rx_us = wall_us();
             c->in_len += (size_t)r;
             if (c->state == C_HTTP)
                 on_http(c);
@@ -591,6 +620,9 @@ conn_start(conn *c)
         die("socket() failed (raise the fd limit)");
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* the time each read's bytes arrived, so waking up late (--poll-us)
+     * does not add to the latency measured */
+    setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
     const target *t = &g_targets[c->node];
     if (connect(c->fd, (const struct sockaddr *)&t->addr, sizeof(t->addr)) < 0 &&
         errno != EINPROGRESS)
@@ -639,13 +671,38 @@ on_event(conn *c, uint32_t events)
         conn_dead(c, "socket error");
 }
 
-static void
-poll_once(int timeout_ms)
+/* Handles what is ready, waiting at most timeout_us for something; returns
+ * the number of events handled. */
+static int
+poll_once(uint64_t timeout_us)
 {
     struct epoll_event evs[256];
-    int n = epoll_wait(g_ep, evs, 256, timeout_ms);
+    struct timespec ts = { (time_t)(timeout_us / 1000000u), (long)(timeout_us % 1000000u) * 1000 };
+    int n = epoll_pwait2(g_ep, evs, 256, &ts, NULL);
     for (int i = 0; i < n; i++)
         on_event(evs[i].data.ptr, evs[i].events);
+    return n;
+}
+
+/* The loop of the measured phases: with --poll-us P it sleeps min(P,
+ * max_wait_us) and then handles everything ready, so one wake-up serves many
+ * deliveries (a wake-up, i.e. a context switch, cost this program more than
+ * its reads); latencies come from the kernel's receive timestamps and do not
+ * grow. With P = 0 it wakes on every event. */
+static void
+poll_paced(uint64_t max_wait_us)
+{
+    if (!g_poll_us) {
+        poll_once(max_wait_us);
+        return;
+    }
+    uint64_t w = max_wait_us < g_poll_us ? max_wait_us : g_poll_us;
+    if (w) {
+        struct timespec ts = { (time_t)(w / 1000000u), (long)(w % 1000000u) * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    while (poll_once(0) == 256)
+        ;
 }
 
 /* ---- phases ------------------------------------------------------------------- */
@@ -670,7 +727,7 @@ open_all(void)
         check_deadline();
         while (started < g_nconns && (uint64_t)started - W.joined - W.dead < 100)
             conn_start(&g_conns[started++]);
-        poll_once(10);
+        poll_once(10000);
     }
     if (W.dead)
         die("not every connection joined");
@@ -685,7 +742,9 @@ next_sender(void)
     return &g_conns[(k / 2) * (uint64_t)g_members + k % 2];
 }
 
-/* Sends at rate msg/s for seconds; returns the number sent. */
+/* Sends at rate msg/s for seconds; returns the number sent. The loop sleeps
+ * until the next send is due (no periodic wake-ups: each costs a context
+ * switch, which was most of this program's CPU per delivery). */
 static uint64_t
 drive(double rate, double seconds)
 {
@@ -699,7 +758,11 @@ drive(double rate, double seconds)
             send_message(next_sender());
             n++;
         }
-        poll_once(1);
+        uint64_t next = (uint64_t)((double)(n + 1) * 1e6 / rate);
+        if (next > span)
+            next = span;
+        el = now_us() - t0;
+        poll_paced(next > el ? next - el : 0);
         check_deadline();
     }
     return n;
@@ -712,7 +775,7 @@ drain(uint64_t expect, unsigned ms)
 {
     uint64_t end = now_us() + (uint64_t)ms * 1000;
     while (now_us() < end && (W.received < expect || g_pending > 0))
-        poll_once(5);
+        poll_paced(5000);
 }
 
 static void
@@ -815,7 +878,7 @@ main(int argc, char **argv)
     if (!urls || argc % 2 != 1) {
         fprintf(stderr, "usage: loadgen --urls U0,U1 [--pids P0,P1] [--rooms 10] [--members 100]\n"
                         "       [--rate 200] [--seconds 15] [--warmup 2] [--sat-rates R1,R2,...]\n"
-                        "       [--sat-seconds 8] [--deadline-s 300]\n");
+                        "       [--sat-seconds 8] [--poll-us 1000] [--deadline-s 300]\n");
         return 2;
     }
     const char *comma = strchr(urls, ',');
@@ -835,6 +898,7 @@ main(int argc, char **argv)
     double warmup = atof(arg(argc, argv, "--warmup", "2"));
     const char *sat = arg(argc, argv, "--sat-rates", "");
     double sat_seconds = atof(arg(argc, argv, "--sat-seconds", "8"));
+    g_poll_us = (uint64_t)atoll(arg(argc, argv, "--poll-us", "1000"));
     g_deadline = now_us() + (uint64_t)(atof(arg(argc, argv, "--deadline-s", "300")) * 1e6);
     if (g_rooms < 1 || g_members < 2 || rate <= 0 || seconds <= 0)
         die("--rooms >= 1, --members >= 2, --rate and --seconds > 0");
