@@ -48,6 +48,7 @@
 
 #include "proto/mp.h"
 #include "proto/sio.h"
+#include "proto/wsframe.h"
 
 /* ---- histogram: log-linear, microseconds ------------------------------------ */
 
@@ -306,28 +307,13 @@ ws_send(conn *c, int opcode, const char *data, size_t len)
 {
     if (c->state == C_DEAD)
         return;
-    grow(&c->out, &c->out_cap, c->out_len + len + 14);
+    grow(&c->out, &c->out_cap, c->out_len + len + WSFRAME_HEADER_MAX);
     uint8_t *h = (uint8_t *)c->out + c->out_len;
-    size_t hl = 0;
-    h[hl++] = (uint8_t)(0x80 | opcode);
-    if (len < 126) {
-        h[hl++] = (uint8_t)(0x80 | len);
-    } else if (len < 65536) {
-        h[hl++] = 0x80 | 126;
-        h[hl++] = (uint8_t)(len >> 8);
-        h[hl++] = (uint8_t)len;
-    } else {
-        h[hl++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--)
-            h[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
-    }
     uint32_t key = rng32();
     uint8_t mask[4];
     memcpy(mask, &key, 4);
-    memcpy(h + hl, mask, 4);
-    hl += 4;
-    for (size_t i = 0; i < len; i++)
-        h[hl + i] = (uint8_t)data[i] ^ mask[i & 3];
+    size_t hl = wsframe_client_header(h, true, opcode, len, mask);
+    wsframe_mask(h + hl, (const uint8_t *)data, len, mask);
     c->out_len += hl + len;
     conn_flush(c);
 }
