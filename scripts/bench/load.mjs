@@ -8,6 +8,7 @@
 // Phases, against a running 2-node cluster (U0/P0 = node0's URL and pid):
 //  1. idle: --idle connections to node0 that join nothing; node0's VmRSS
 //     before/after gives bytes per idle connection; its CPU over 5 s idle.
+//     --idle 0 skips it (scripts/bench/compare.sh: the peer has no /metrics).
 //  2. fanout: --rooms x --members connections spread over both nodes (member m
 //     on node m%2), each joined to its room; two senders per room (one per node)
 //     send --rate messages/s in total for --seconds. Latency is send -> delivery
@@ -115,7 +116,7 @@ function pct(sorted, p) {
 }
 function stats(arr) {
     const s = Float64Array.from(arr).sort();
-    return { n: s.length, p50: pct(s, 0.5), p90: pct(s, 0.9), p99: pct(s, 0.99), max: s.length ? s[s.length - 1] : NaN };
+    return { n: s.length, p50: pct(s, 0.5), p90: pct(s, 0.9), p99: pct(s, 0.99), p999: pct(s, 0.999), max: s.length ? s[s.length - 1] : NaN };
 }
 
 // ---- phases ------------------------------------------------------------------
@@ -216,11 +217,15 @@ async function window(ctx, fn) {
     const secs = (now() - t0) / 1000;
     const cpu = cpuUs(pids) - c0;
     const g = process.cpuUsage(g0);
+    const received = extra.received_at_end ?? extra.received;
     const delivered = (await metricSum(urls, 'chatd_messages_delivered_total')) - m0;
     const services = Object.fromEntries(Object.entries(svc).map(([k, f]) => [k, (cpuUs(f()) - s0[k]) / 1000]));
     return {
         ...extra, seconds: secs, delivered, deliveries_per_s: delivered / secs,
         chatd_cpu_ms: cpu / 1000, cpu_us_per_delivery: cpu / delivered,
+        // per delivery the clients received: the definition any server (the peer) shares
+        server_cpu_us: cpu, server_cpu_us_per_delivery: cpu / received,
+        loadgen_cpu_us: g.user + g.system, loadgen_cpu_us_per_delivery: (g.user + g.system) / received,
         chatd_cpu_pct: (cpu / 1e6 / secs) * 100,
         services_cpu_ms: services,
         loadgen_cpu_pct: ((g.user + g.system) / 1e6 / secs) * 100,
@@ -279,7 +284,7 @@ const note = () => `Indicative only: Kafka is ${broker}, and the machine is a no
 const fmt = (x, d = 1) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
 
 function rows(r) {
-    const i = r.idle, f = r.fanout;
+    const i = r.idle || {}, f = r.fanout;
     const out = [
         ['idle: connections to node0', fmt(i.connections, 0)],
         ['idle: RSS per connection (bytes)', fmt(i.bytes_per_conn, 0)],
@@ -290,12 +295,14 @@ function rows(r) {
         ['fanout: latency other node p50 (ms)', fmt(f.latency_ms.p50, 2)],
         ['fanout: latency other node p90 (ms)', fmt(f.latency_ms.p90, 2)],
         ['fanout: latency other node p99 (ms)', fmt(f.latency_ms.p99, 2)],
+        ['fanout: latency other node p99.9 (ms)', fmt(f.latency_ms.p999, 2)],
         ['fanout: latency other node max (ms)', fmt(f.latency_ms.max, 2)],
         ['fanout: ack p50 / p99 (ms)', `${fmt(f.ack_ms.p50, 2)} / ${fmt(f.ack_ms.p99, 2)}`],
         ['fanout: chatd CPU per delivery (us)', fmt(f.cpu_us_per_delivery, 2)],
         ['fanout: chatd CPU both nodes (% of a core)', fmt(f.chatd_cpu_pct, 1)],
         ...Object.entries(f.services_cpu_ms).map(([k, v]) => [`fanout: ${k} CPU (ms over window; us/msg)`, `${fmt(v, 0)}; ${fmt((v * 1000) / f.sent, 1)}`]),
         ['fanout: load generator CPU (% of a core)', fmt(f.loadgen_cpu_pct, 0)],
+        ['fanout: load generator CPU per delivery (us)', fmt(f.loadgen_cpu_us_per_delivery, 2)],
         ['fanout: slow-consumer closes / client disconnects', `${f.slow_consumer_closes} / ${f.client_disconnects}`],
     ];
     for (const s of r.saturation) {
@@ -319,9 +326,9 @@ function summarize(files) {
     const pick = (g) => runs.map(g);
     const line = (k, g, d = 2) => [k, `${fmt(med(pick(g)), d)}   (runs: ${pick(g).map((x) => fmt(x, d)).join(', ')})`];
     const rs = [
-        line('idle: RSS per connection (bytes)', (r) => r.idle.bytes_per_conn, 0),
-        line('idle: node0 CPU without them (ms/s)', (r) => r.idle.base_cpu_ms_per_s),
-        line('idle: node0 CPU with them open (ms/s)', (r) => r.idle.idle_cpu_ms_per_s),
+        line('idle: RSS per connection (bytes)', (r) => r.idle?.bytes_per_conn, 0),
+        line('idle: node0 CPU without them (ms/s)', (r) => r.idle?.base_cpu_ms_per_s),
+        line('idle: node0 CPU with them open (ms/s)', (r) => r.idle?.idle_cpu_ms_per_s),
         line('fanout: latency other node p50 (ms)', (r) => r.fanout.latency_ms.p50),
         line('fanout: latency other node p90 (ms)', (r) => r.fanout.latency_ms.p90),
         line('fanout: latency other node p99 (ms)', (r) => r.fanout.latency_ms.p99),
@@ -347,9 +354,11 @@ async function main() {
         satSeconds: Number(opt('sat-seconds', 8)),
     };
     const ctx = { urls, pids, svc: servicePids(opt('services-dir')) };
-    const result = { options: o, broker };
-    console.error(`idle: ${o.idle} connections to node0 ...`);
-    result.idle = await idlePhase(urls[0], pids[0], o.idle);
+    const result = { options: o, broker, loadgen: 'socket.io-client' };
+    if (o.idle > 0) {
+        console.error(`idle: ${o.idle} connections to node0 ...`);
+        result.idle = await idlePhase(urls[0], pids[0], o.idle);
+    }
     console.error(`fanout: ${o.rooms} rooms x ${o.members} members, ${o.rate} msg/s for ${o.seconds} s ...`);
     Object.assign(result, await fanoutPhases(ctx, o));
     Object.assign(result.fanout, { rooms: o.rooms, members: o.members, seconds_cfg: o.seconds });

@@ -25,41 +25,20 @@ while [[ ${1:-} == --runs || ${1:-} == --kafka ]]; do
     shift 2
 done
 out=$(mktemp -d "${TMPDIR:-/tmp}/chatd-bench.XXXXXX")
-runpid=""
-stop_cluster() {
-    if [[ -n $runpid ]]; then
-        kill -TERM "$runpid" 2>/dev/null || true
-        wait "$runpid" 2>/dev/null || true
-        runpid=""
-    fi
-}
-trap 'stop_cluster' EXIT
+source scripts/bench/lib.sh
+trap 'bench_stop_chatd' EXIT
 trap 'exit 130' INT TERM
 
 for ((i = 1; i <= runs; i++)); do
     echo "bench: run $i/$runs: starting a 2-node cluster (scripts/run --mode release)" >&2
-    scripts/run --nodes 2 --mode release "${kafka[@]}" -- --rate 1000 --rate-burst 2000 \
-        >"$out/run$i.out" 2>"$out/run$i.err" &
-    runpid=$!
-    deadline=$((SECONDS + 600))
-    until grep -q '^ready ' "$out/run$i.out"; do
-        if ! kill -0 "$runpid" 2>/dev/null || ((SECONDS > deadline)); then
-            echo "bench: the cluster did not become ready:" >&2
-            tail -n 30 "$out/run$i.err" >&2
-            exit 1
-        fi
-        sleep 0.5
-    done
-    urls=$(sed -n 's/^ready //p' "$out/run$i.out")
-    pids=$(sed -n 's/^node[0-9]*: pid \([0-9]*\) .*/\1/p' "$out/run$i.err" | paste -sd, -)
-    log0=$(sed -n 's/^node0: .* log \(.*\)$/\1/p' "$out/run$i.err")
-    echo "bench: ready $urls (pids $pids)" >&2
+    bench_start_chatd "$out" "run$i" "${kafka[@]}" -- --rate 1000 --rate-burst 2000
+    urls=$bench_urls pids=$bench_pids
     echo "broker measured: $(sed -n 's/^broker: //p' "$out/run$i.err" | head -n 1)"
     rc=0
     timeout 330 node scripts/bench/load.mjs --urls "$urls" --pids "$pids" \
-        --services-dir "$(dirname "$log0")" --json "$out/run$i.json" "$@" || rc=$?
-    grep -h -E ' (WARN|ERROR) ' "$(dirname "$log0")"/chatd-*.log 2>/dev/null | tail -n 5 >&2 || true
-    stop_cluster
+        --services-dir "$bench_logdir" --json "$out/run$i.json" "$@" || rc=$?
+    grep -h -E ' (WARN|ERROR) ' "$bench_logdir"/chatd-*.log 2>/dev/null | tail -n 5 >&2 || true
+    bench_stop_chatd
     ((rc == 0)) || { echo "bench: load.mjs failed (exit $rc)" >&2; exit "$rc"; }
 done
 if ((runs > 1)); then

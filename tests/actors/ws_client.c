@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/wsframe.h"
 #include "tests/actors/loopback.h"
 
 ws_client *
@@ -57,27 +58,12 @@ ws_client_send_raw(ws_client *c, const void *data, size_t len)
 void
 ws_client_send_frame(ws_client *c, bool fin, int opcode, const void *data, size_t len)
 {
-    uint8_t hdr[14];
-    size_t hl = 0;
-    hdr[hl++] = (uint8_t)((fin ? 0x80 : 0) | opcode);
-    if (len < 126) {
-        hdr[hl++] = (uint8_t)(0x80 | len);
-    } else if (len < 65536) {
-        hdr[hl++] = 0x80 | 126;
-        hdr[hl++] = (uint8_t)(len >> 8);
-        hdr[hl++] = (uint8_t)len;
-    } else {
-        hdr[hl++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--)
-            hdr[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
-    }
     static const uint8_t mask[4] = { 0x12, 0x34, 0x56, 0x78 };
-    memcpy(hdr + hl, mask, 4);
-    hl += 4;
+    uint8_t hdr[WSFRAME_HEADER_MAX];
+    size_t hl = wsframe_client_header(hdr, fin, opcode, len, mask);
     uint8_t *body = malloc(len ? len : 1);
     assert_non_null(body);
-    for (size_t i = 0; i < len; i++)
-        body[i] = ((const uint8_t *)data)[i] ^ mask[i % 4];
+    wsframe_mask(body, data, len, mask);
     ws_client_send_raw(c, hdr, hl);
     ws_client_send_raw(c, body, len);
     free(body);
