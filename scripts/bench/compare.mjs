@@ -78,3 +78,18 @@ if (check === '1') {
         ['cluster', 'C received/expected', 'node received/expected', 'p50 ms C / node', 'p99 ms C / node',
             'own CPU us/delivery C / node', 'node/C CPU'], crows);
 }
+
+// chatd's stages (stages.mjs rows per run): the age of a message at each
+// stage, over each run's whole load (warm-up and --check's second load
+// generator included), medians over the runs.
+const stageRuns = runs.map((i) => read(`chatd.${i}.stages.json`)).filter(Boolean);
+if (stageRuns.length) {
+    const ms = (x) => fmt(x * 1000);
+    const srows = stageRuns[0].map(({ stage }) => {
+        const of = (k) => stageRuns.map((rs) => rs.find((r) => r.stage === stage)?.[k]);
+        return [stage, fmt(med(of('count')), 0), ms(med(of('p50'))), ms(med(of('p99'))),
+            of('p50').map(ms).join(' ') + ' | ' + of('p99').map(ms).join(' ')];
+    });
+    table(`chatd: a message's age at each stage of its path (ms since the accepting socket read it), median of ${stageRuns.length} run(s)`,
+        ['stage', 'count', 'p50', 'p99', 'runs p50 | p99'], srows);
+}

@@ -17,7 +17,10 @@
 # socket.io-client. --check runs both, one after the other, against each
 # cluster and prints their counts, latencies and own CPU side by side (the
 # table then uses --loadgen's). Prints the medians over --runs, the ratio
-# chatd / peer, and the machine's steal time over each run (/proc/stat).
+# chatd / peer, the machine's steal time over each run (/proc/stat), and
+# chatd's per-stage latency table (scripts/bench/stages.mjs: the age of a
+# message at each stage of its path, from the nodes' chatd_stage_seconds,
+# over each run's whole load).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=3 loadgen=c check=0 kafka=()
@@ -84,7 +87,11 @@ for ((i = 1; i <= runs; i++)); do
     echo "bench: run $i/$runs: chatd, 2 nodes" >&2
     bench_start_chatd "$out" "chatd$i" "${kafka[@]}" -- --rate 1000 --rate-burst 2000
     sed -n 's/^broker: //p' "$out/chatd$i.err" | head -n 1 >"$out/broker"
+    node scripts/bench/stages.mjs --urls "$bench_urls" --save "$out/chatd.$i.stages0"
     load chatd "$i" "$bench_urls" "$bench_pids"
+    node scripts/bench/stages.mjs --urls "$bench_urls" --save "$out/chatd.$i.stages1"
+    node scripts/bench/stages.mjs --before "$out/chatd.$i.stages0" --after "$out/chatd.$i.stages1" \
+        --json "$out/chatd.$i.stages.json" >"$out/chatd.$i.stages.txt"
     bench_stop_chatd
 
     echo "bench: run $i/$runs: peer, 2 nodes on one Redis" >&2

@@ -35,6 +35,9 @@ function opt(name, dflt) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const now = () => performance.now();
 const CLK_TCK = 100; // getconf CLK_TCK on Linux
+// ids are unique per (user, room): a second run against the same cluster must
+// not send ids the first one used (they would be retries, stored once)
+const RUN = `${process.pid.toString(36)}${Date.now().toString(36)}`;
 
 // ---- /proc and /metrics -------------------------------------------------------
 
@@ -175,7 +178,7 @@ class Fanout {
     }
     send() {
         const c = this.senders[this.seq % this.senders.length];
-        const id = `b${this.seq++}`;
+        const id = `b${RUN}.${this.seq++}`;
         const t = now();
         this.sent.set(id, { t, node: c.node });
         this.pendingAcks++;

@@ -5,6 +5,10 @@
 //   node scripts/bench/stages.mjs --urls U0,U1 [--seconds 10]
 //       scrapes every node, waits, scrapes again, prints the table of what
 //       happened in between
+//   node scripts/bench/stages.mjs --urls U0,U1 --save FILE
+//       saves one scrape (for a benchmark to take before and after its window)
+//   node scripts/bench/stages.mjs --before F0 --after F1 [--json OUT]
+//       prints the table between two saved scrapes (and writes its rows)
 //
 // As a module: snapshot(urls) -> the summed buckets per stage; table(before,
 // after) -> rows {stage, count, p50, p99, mean} (seconds) of the difference;
@@ -97,13 +101,30 @@ export function print(rows, out = console.log) {
     }
 }
 
+const toJson = (snap) => Object.fromEntries(Object.entries(snap).map(([k, h]) =>
+    [k, { ...h, le: [...h.le].map(([b, n]) => [b === Infinity ? '+Inf' : b, n]) }]));
+const fromJson = (j) => Object.fromEntries(Object.entries(j).map(([k, h]) =>
+    [k, { ...h, le: new Map(h.le.map(([b, n]) => [b === '+Inf' ? Infinity : b, n])) }]));
+
 async function main() {
+    const fs = await import('node:fs');
     const argv = process.argv.slice(2);
     const opt = (name, d) => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : d; };
+    const load = (f) => fromJson(JSON.parse(fs.readFileSync(f, 'utf8')));
+    if (opt('before') && opt('after')) {
+        const rows = table(load(opt('before')), load(opt('after')));
+        print(rows);
+        if (opt('json')) fs.writeFileSync(opt('json'), JSON.stringify(rows));
+        return;
+    }
     const urls = (opt('urls', '') || '').split(',').filter(Boolean);
     if (!urls.length) {
-        console.error('usage: stages.mjs --urls U0,U1 [--seconds 10]');
+        console.error('usage: stages.mjs --urls U0,U1 [--seconds 10 | --save FILE] | --before F0 --after F1');
         process.exit(2);
+    }
+    if (opt('save')) {
+        fs.writeFileSync(opt('save'), JSON.stringify(toJson(await snapshot(urls))));
+        return;
     }
     const before = await snapshot(urls);
     await new Promise((r) => setTimeout(r, Number(opt('seconds', 10)) * 1000));
