@@ -33,6 +33,7 @@
 #include "actors/chatd.h"
 #include "actors/config.h"
 #include "actors/http.h"
+#include "adapters/jwt.h"
 #include "adapters/ws.h"
 #include "proto/record.h"
 #include "proto/sio.h"
@@ -65,6 +66,8 @@ typedef struct sk_conn {
     double tokens_at;               /* ms */
     double ping_at;                 /* ms: when the last ping was sent */
     bool awaiting_pong;
+    char *bearer;                   /* the upgrade's Bearer token, or NULL */
+    double expires_ms;              /* the token's exp (+ leeway); 0: never */
 } sk_conn;
 
 typedef struct sk_presence {
@@ -139,6 +142,7 @@ typedef struct socket_state {
 
     proto_mp_buf out;               /* scratch for encoding one packet */
     bool draining;
+    jwtv *jwt;                      /* the token verifier (CHATD_AUTH_JWT) */
 
     struct {
         rt_metric *connections;
@@ -150,6 +154,9 @@ typedef struct socket_state {
         rt_metric *live_stale;
         rt_metric *slow_closes;
         rt_metric *bad_frames;
+        rt_metric *auth_refused[JWTV_REASONS];
+        rt_metric *auth_expired;
+        rt_metric *auth_refreshed;
     } m;
 } socket_state;
 
@@ -173,6 +180,35 @@ void sk_ack_err(socket_state *st, sk_conn *c, bool has_ack, uint64_t ack_id, sio
  * peer is down or its mailbox is full): the caller answers unavailable. */
 int sk_ask(socket_state *st, const char *peer, uint32_t type, uint64_t corr,
            const proto_mp_buf *b);
+
+/* Sends what st->out holds to c as one frame, and empties st->out. */
+void sk_send(socket_state *st, sk_conn *c);
+
+/* --- socket_auth.c: who a connection is (PROTOCOL.md, Identity) --- */
+
+/* The token verifier and the auth metrics; RT_ERR when the key cannot be
+ * loaded (logged). */
+int sk_auth_init(socket_state *st);
+void sk_auth_free(socket_state *st);
+
+/* In the adapter's `open`: keeps the upgrade's Authorization: Bearer token
+ * for CONNECT. */
+void sk_auth_on_open(socket_state *st, sk_conn *c);
+
+/* CONNECT: true when c is now its user (c->user set, with the token's
+ * expiry); false when refused, with the CONNECT_ERROR in st->out. */
+bool sk_auth_connect(socket_state *st, sk_conn *c, const sio_packet *p);
+
+/* True for the `auth` event of a token connection, which it answers (a
+ * fresh token for the same sub moves the expiry). */
+bool sk_auth_event(socket_state *st, sk_conn *c, const sio_packet *p);
+
+/* True when history of rooms not joined is refused (tokens on). */
+bool sk_auth_members_only(const socket_state *st);
+
+/* From the sweep: a connection whose token has expired is told so and
+ * disconnected from "/" (its rooms left, back to waiting for a CONNECT). */
+void sk_auth_sweep(socket_state *st, sk_conn *c);
 
 /* --- socket_rooms.c --- */
 

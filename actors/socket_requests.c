@@ -510,6 +510,8 @@ sk_on_event(socket_state *st, sk_conn *c, const sio_packet *p)
         sk_ack_err(st, c, p->has_ack, p->ack_id, p->err, p->message);
         return;
     }
+    if (sk_auth_event(st, c, p))
+        return;
     sio_request rq;
     const char *message = NULL;
     sio_error err = sio_request_parse(p, c->user, c->user_len, &rq, &message);
@@ -520,7 +522,8 @@ sk_on_event(socket_state *st, sk_conn *c, const sio_packet *p)
     rt_metric_add(st->m.events[rq.event], 1);
 
     /* not_member, then rate_limited, then unavailable (PROTOCOL.md order) */
-    if (rq.event == SIO_EV_MESSAGE || rq.event == SIO_EV_TYPING) {
+    if (rq.event == SIO_EV_MESSAGE || rq.event == SIO_EV_TYPING ||
+        (rq.event == SIO_EV_HISTORY && sk_auth_members_only(st))) {
         sk_room *r = sk_room_get(st, rq.room, rq.room_len, false);
         if (!r || !sk_is_member(c, r)) {
             sk_ack_err(st, c, p->has_ack, p->ack_id, SIO_E_NOT_MEMBER, "join the room first");

@@ -188,6 +188,39 @@ sio_encode_connect_error(proto_mp_buf *b, const char *nsp, size_t nsp_len, const
 }
 
 proto_err
+sio_encode_connect_refused(proto_mp_buf *b, const char *message, const char *reason)
+{
+    sio_w w;
+    w_begin(&w, b);
+    w_lit(&w, "44{\"message\":");
+    w_json_str(&w, message, strlen(message));
+    w_lit(&w, ",\"data\":{\"reason\":");
+    w_json_str(&w, reason, strlen(reason));
+    w_lit(&w, "}}");
+    return w_end(&w);
+}
+
+proto_err
+sio_encode_token_expired(proto_mp_buf *b, const char *reason)
+{
+    sio_w w;
+    w_begin(&w, b);
+    w_lit(&w, "42[\"token_expired\",{\"reason\":");
+    w_json_str(&w, reason, strlen(reason));
+    w_lit(&w, "}]");
+    return w_end(&w);
+}
+
+proto_err
+sio_encode_disconnect(proto_mp_buf *b)
+{
+    sio_w w;
+    w_begin(&w, b);
+    w_lit(&w, "41");
+    return w_end(&w);
+}
+
+proto_err
 sio_encode_ack_ok(proto_mp_buf *b, uint64_t ack_id, const json_t *fields)
 {
     sio_w w;
