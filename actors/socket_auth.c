@@ -87,12 +87,6 @@ sk_auth_free(socket_state *st)
     st->jwt = NULL;
 }
 
-bool
-sk_auth_members_only(const socket_state *st)
-{
-    return st->cfg->auth == CHATD_AUTH_JWT;
-}
-
 void
 sk_auth_on_open(socket_state *st, sk_conn *c)
 {

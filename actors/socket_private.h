@@ -203,9 +203,6 @@ bool sk_auth_connect(socket_state *st, sk_conn *c, const sio_packet *p);
  * fresh token for the same sub moves the expiry). */
 bool sk_auth_event(socket_state *st, sk_conn *c, const sio_packet *p);
 
-/* True when history of rooms not joined is refused (tokens on). */
-bool sk_auth_members_only(const socket_state *st);
-
 /* From the sweep: a connection whose token has expired is told so and
  * disconnected from "/" (its rooms left, back to waiting for a CONNECT). */
 void sk_auth_sweep(socket_state *st, sk_conn *c);

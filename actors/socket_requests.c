@@ -522,8 +522,7 @@ sk_on_event(socket_state *st, sk_conn *c, const sio_packet *p)
     rt_metric_add(st->m.events[rq.event], 1);
 
     /* not_member, then rate_limited, then unavailable (PROTOCOL.md order) */
-    if (rq.event == SIO_EV_MESSAGE || rq.event == SIO_EV_TYPING ||
-        (rq.event == SIO_EV_HISTORY && sk_auth_members_only(st))) {
+    if (rq.event == SIO_EV_MESSAGE || rq.event == SIO_EV_TYPING) {
         sk_room *r = sk_room_get(st, rq.room, rq.room_len, false);
         if (!r || !sk_is_member(c, r)) {
             sk_ack_err(st, c, p->has_ack, p->ack_id, SIO_E_NOT_MEMBER, "join the room first");
