@@ -187,6 +187,15 @@ sio_encode_connect_error(proto_mp_buf *b, const char *nsp, size_t nsp_len, const
     return w_end(&w);
 }
 
+/* {"reason":reason} */
+static void
+w_reason(sio_w *w, const char *reason)
+{
+    w_lit(w, "{\"reason\":");
+    w_json_str(w, reason, strlen(reason));
+    w_lit(w, "}");
+}
+
 proto_err
 sio_encode_connect_refused(proto_mp_buf *b, const char *message, const char *reason)
 {
@@ -194,9 +203,9 @@ sio_encode_connect_refused(proto_mp_buf *b, const char *message, const char *rea
     w_begin(&w, b);
     w_lit(&w, "44{\"message\":");
     w_json_str(&w, message, strlen(message));
-    w_lit(&w, ",\"data\":{\"reason\":");
-    w_json_str(&w, reason, strlen(reason));
-    w_lit(&w, "}}");
+    w_lit(&w, ",\"data\":");
+    w_reason(&w, reason);
+    w_lit(&w, "}");
     return w_end(&w);
 }
 
@@ -205,9 +214,9 @@ sio_encode_token_expired(proto_mp_buf *b, const char *reason)
 {
     sio_w w;
     w_begin(&w, b);
-    w_lit(&w, "42[\"token_expired\",{\"reason\":");
-    w_json_str(&w, reason, strlen(reason));
-    w_lit(&w, "}]");
+    w_lit(&w, "42[\"token_expired\",");
+    w_reason(&w, reason);
+    w_lit(&w, "]");
     return w_end(&w);
 }
 

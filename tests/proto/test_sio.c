@@ -896,6 +896,12 @@ test_encode_connect(void **state)
     assert_int_equal(sio_encode_connect_error(&b, "/a,b", 4, "x"), PROTO_E_SYNTAX);
     assert_int_equal(sio_encode_connect_error(&b, "/a\xff", 3, "x"), PROTO_E_UTF8);
     assert_int_equal(b.len, 0);
+    assert_int_equal(sio_encode_connect_refused(&b, "invalid token", "expired"), PROTO_OK);
+    assert_buf(&b, "44{\"message\":\"invalid token\",\"data\":{\"reason\":\"expired\"}}");
+    assert_int_equal(sio_encode_token_expired(&b, "expired"), PROTO_OK);
+    assert_buf(&b, "42[\"token_expired\",{\"reason\":\"expired\"}]");
+    assert_int_equal(sio_encode_disconnect(&b), PROTO_OK);
+    assert_buf(&b, "41");
     proto_mp_buf_free(&b);
 }
 
