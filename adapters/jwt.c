@@ -203,14 +203,14 @@ audience_ok(json_t *claims, const char *want)
 static jwtv_reason
 check_claims(const jwtv *v, json_t *claims, int64_t now, jwtv_claims *out)
 {
-    int64_t exp, nbf;
+    int64_t exp, nbf = INT64_MIN;   /* no nbf: valid from the start */
     if (!json_is_object(claims) || !claim_time(claims, "exp", &exp))
         return JWTV_MALFORMED;
     if (json_object_get(claims, "nbf") && !claim_time(claims, "nbf", &nbf))
         return JWTV_MALFORMED;
     if (now > exp + v->leeway_s)
         return JWTV_EXPIRED;
-    if (json_object_get(claims, "nbf") && now + v->leeway_s < nbf)
+    if (nbf != INT64_MIN && now + v->leeway_s < nbf)
         return JWTV_NOT_YET_VALID;
     if (v->issuer) {
         json_t *iss = json_object_get(claims, "iss");
