@@ -1,6 +1,6 @@
 /*
  * Inside the socket actor (socket.h): its state and the functions its files
- * share. One actor, one spec, one mailbox, in three files:
+ * share. One actor, one spec, one mailbox, in four files:
  *
  *   socket.c           the spec, connections and their Engine.IO/Socket.IO
  *                      packets, pings, sending to clients
@@ -9,6 +9,8 @@
  *   socket_requests.c  client events and the requests they make to the
  *                      producer, store and fanout actors, with deadlines,
  *                      and the replies that become acks
+ *   socket_auth.c      who a connection is: a name, or a verified token's
+ *                      sub (adapters/jwt.h), its expiry and refresh
  *
  * HTTP lives in actors/http.c; the WebSocket machinery in adapters/ws.c.
  *

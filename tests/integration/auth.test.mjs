@@ -3,11 +3,12 @@
 // `auth` event, and dm rooms only their two users (proven by tokens) may use.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
     useCluster, connect, connectError, emitAck, waitFor, rawConnect, errCode, uniq, sleep, slow,
-    signToken, mintToken, metricSum,
+    signToken, mintToken, metricSum, CHATD,
 } from './cluster.mjs';
 
 // no leeway here, so that expiry is seen at exp
@@ -21,6 +22,25 @@ async function refused(url, auth) {
     assert.equal(e.message, 'invalid token');
     return e.data?.reason;
 }
+
+it('no default secret: --auth jwt (the default, or the later flag) without a usable key does not start',
+    async (t, c) => {
+        const short = path.join(c.dir, 'short-secret');
+        fs.writeFileSync(short, 'hunter2-not-long\n');
+        const runs = [
+            [[], 'give exactly one'],
+            [['--auth', 'none', '--auth', 'jwt'], 'give exactly one'],
+            [['--jwt-secret-file', short], 'at least 32'],
+            [['--jwt-public-key', short], 'not a PEM'],
+        ];
+        for (const [args, words] of runs) {
+            const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CHATD_')));
+            const r = spawnSync(CHATD, ['--port', '1', ...args], { env, encoding: 'utf8', timeout: slow(10000) });
+            assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+            assert.match(r.stderr, new RegExp(words), args.join(' '));
+            assert.doesNotMatch(r.stderr, /hunter2/);
+        }
+    });
 
 it('a valid token connects as its sub, with or without a matching auth.user', async (t, c) => {
     const room = uniq();
