@@ -135,13 +135,20 @@ sio_encode_open(proto_mp_buf *b, const char *sid, size_t sid_len, unsigned ping_
     return w_end(&w);
 }
 
-proto_err
-sio_encode_ping(proto_mp_buf *b)
+/* A packet that is always the same bytes. */
+static proto_err
+encode_lit(proto_mp_buf *b, const char *packet)
 {
     sio_w w;
     w_begin(&w, b);
-    w_lit(&w, "2");
+    w_lit(&w, packet);
     return w_end(&w);
+}
+
+proto_err
+sio_encode_ping(proto_mp_buf *b)
+{
+    return encode_lit(b, "2");
 }
 
 proto_err
@@ -223,10 +230,7 @@ sio_encode_token_expired(proto_mp_buf *b, const char *reason)
 proto_err
 sio_encode_disconnect(proto_mp_buf *b)
 {
-    sio_w w;
-    w_begin(&w, b);
-    w_lit(&w, "41");
-    return w_end(&w);
+    return encode_lit(b, "41");
 }
 
 proto_err
