@@ -22,6 +22,8 @@ chatd_config_defaults(chatd_config *cfg)
     cfg->pg_dsn = "host=127.0.0.1 port=5432 dbname=chatd user=postgres";
     cfg->log_level = "info";
     cfg->roles = CHATD_ROLE_ALL;
+    cfg->auth = CHATD_AUTH_JWT;
+    cfg->jwt_leeway_s = 30;
     cfg->ping_interval_ms = 25000;
     cfg->ping_timeout_ms = 20000;
     cfg->max_payload = 65536;

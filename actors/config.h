@@ -19,6 +19,12 @@
 
 #define CHATD_KAFKA_OPTIONS_MAX 32
 
+/* Who a client is (PROTOCOL.md, Identity). */
+typedef enum chatd_auth_mode {
+    CHATD_AUTH_JWT = 0,             /* a signed token's sub: the default */
+    CHATD_AUTH_NONE,                /* the name in auth.user, for local trials */
+} chatd_auth_mode;
+
 typedef struct chatd_config {
     const char *host;               /* address to listen on */
     int port;
@@ -38,6 +44,15 @@ typedef struct chatd_config {
     uint64_t fault_seed;
     unsigned roles;
     const char *web_root;           /* directory of the web page; NULL: none */
+
+    /* identity: with CHATD_AUTH_JWT exactly one of the secret file (HS256)
+     * and the public key (RS256/ES256); no default key exists */
+    chatd_auth_mode auth;
+    const char *jwt_secret_file;
+    const char *jwt_public_key;
+    const char *jwt_issuer;         /* NULL: iss not checked */
+    const char *jwt_audience;       /* NULL: aud not checked */
+    int jwt_leeway_s;               /* clock skew allowed on exp and nbf */
 
     /* limits (PROTOCOL.md) */
     int ping_interval_ms;

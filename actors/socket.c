@@ -74,6 +74,12 @@ send_out(socket_state *st, sk_conn *c)
     ws_frame_unref(f);
 }
 
+void
+sk_send(socket_state *st, sk_conn *c)
+{
+    send_out(st, c);
+}
+
 size_t
 sk_broadcast_out(socket_state *st, sk_room *r, const sk_conn *skip, uint64_t seq)
 {
@@ -141,8 +147,10 @@ on_connect(socket_state *st, sk_conn *c, const sio_packet *p)
 {
     if (c->phase == SK_CONNECTED)
         return;     /* a second CONNECT: already connected, nothing changes */
-    memcpy(c->user, p->user, p->user_len + 1);
-    c->user_len = p->user_len;
+    if (!sk_auth_connect(st, c, p)) {
+        send_out(st, c);        /* the refusal */
+        return;
+    }
     c->phase = SK_CONNECTED;
     char sid[21];
     random_sid(sid, sizeof(sid));
@@ -246,6 +254,7 @@ on_open(void *owner, ws_conn *w)
         return NULL;
     }
     rt_metric_set(st->m.connections, (double)st->conns.len);
+    sk_auth_on_open(st, c);
     if (sio_encode_open(&st->out, c->sid, strlen(c->sid), (unsigned)st->cfg->ping_interval_ms,
                         (unsigned)st->cfg->ping_timeout_ms,
                         (unsigned long)st->cfg->max_payload) == PROTO_OK)
@@ -267,6 +276,7 @@ on_close(void *owner, void *conn_data)
     rt_map_del_u64(&st->conns, c->id);
     rt_metric_set(st->m.connections, (double)st->conns.len);
     free(c->rooms);
+    free(c->bearer);
     free(c);
 }
 
@@ -295,6 +305,7 @@ sweep(socket_state *st)
             ws_close(c->ws, WS_CLOSE_POLICY_VIOLATION, "connect timeout");
             continue;
         }
+        sk_auth_sweep(st, c);
         if (c->awaiting_pong) {
             if (now - c->ping_at >= st->cfg->ping_timeout_ms) {
                 rt_info_limited(rt_who(st->self), "connection %" PRIu64 ": no pong: closing",
@@ -367,7 +378,7 @@ socket_init(rt_actor *self, const void *arg)
     proto_mp_buf_growing(&st->out);
     rt_runtime *rt = rt_of(self);
     metrics_init(st, rt);
-    if (chatd_http_init(&st->http, rt, st->cfg, rt_who(self)) != 0)
+    if (chatd_http_init(&st->http, rt, st->cfg, rt_who(self)) != 0 || sk_auth_init(st) != RT_OK)
         return RT_ERR;
 
     static const ws_callbacks callbacks = {
@@ -456,6 +467,7 @@ socket_terminate(rt_actor *self, rt_exit_kind kind)
     sk_rooms_free(st);
     rt_map_free(&st->conns);
     chatd_http_free(&st->http);
+    sk_auth_free(st);
     proto_mp_buf_free(&st->out);
     rt_metric_set(st->m.connections, 0);
 }

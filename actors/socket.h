@@ -20,8 +20,18 @@
 #ifndef CHATD_ACTORS_SOCKET_H
 #define CHATD_ACTORS_SOCKET_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "actors/config.h"
 #include "runtime/rt.h"
 
 extern const rt_actor_spec chatd_socket_spec;
+
+/* Whether cfg's identity settings work: true for --auth none, or for
+ * --auth jwt with a key that loads; false with a sentence in err. The node
+ * checks this before it starts, so that a bad key is a clear exit, not a
+ * socket actor failing its restarts. */
+bool chatd_socket_auth_ok(const chatd_config *cfg, char *err, size_t err_len);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * Inside the socket actor (socket.h): its state and the functions its files
- * share. One actor, one spec, one mailbox, in three files:
+ * share. One actor, one spec, one mailbox, in four files:
  *
  *   socket.c           the spec, connections and their Engine.IO/Socket.IO
  *                      packets, pings, sending to clients
@@ -9,6 +9,8 @@
  *   socket_requests.c  client events and the requests they make to the
  *                      producer, store and fanout actors, with deadlines,
  *                      and the replies that become acks
+ *   socket_auth.c      who a connection is: a name, or a verified token's
+ *                      sub (adapters/jwt.h), its expiry and refresh
  *
  * HTTP lives in actors/http.c; the WebSocket machinery in adapters/ws.c.
  *
@@ -33,6 +35,7 @@
 #include "actors/chatd.h"
 #include "actors/config.h"
 #include "actors/http.h"
+#include "adapters/jwt.h"
 #include "adapters/ws.h"
 #include "proto/record.h"
 #include "proto/sio.h"
@@ -67,6 +70,8 @@ typedef struct sk_conn {
     double opened_at;               /* ms: open, or the client's DISCONNECT:
                                      * the connect timeout runs from here */
     bool awaiting_pong;
+    char *bearer;                   /* the upgrade's Bearer token, or NULL */
+    double expires_ms;              /* the token's exp (+ leeway); 0: never */
 } sk_conn;
 
 typedef struct sk_presence {
@@ -142,6 +147,7 @@ typedef struct socket_state {
 
     proto_mp_buf out;               /* scratch for encoding one packet */
     bool draining;
+    jwtv *jwt;                      /* the token verifier (CHATD_AUTH_JWT) */
 
     struct {
         rt_metric *connections;
@@ -154,6 +160,9 @@ typedef struct socket_state {
         rt_metric *live_stale;
         rt_metric *slow_closes;
         rt_metric *bad_frames;
+        rt_metric *auth_refused[JWTV_REASONS];
+        rt_metric *auth_expired;
+        rt_metric *auth_refreshed;
     } m;
 } socket_state;
 
@@ -177,6 +186,32 @@ void sk_ack_err(socket_state *st, sk_conn *c, bool has_ack, uint64_t ack_id, sio
  * peer is down or its mailbox is full): the caller answers unavailable. */
 int sk_ask(socket_state *st, const char *peer, uint32_t type, uint64_t corr,
            const proto_mp_buf *b);
+
+/* Sends what st->out holds to c as one frame, and empties st->out. */
+void sk_send(socket_state *st, sk_conn *c);
+
+/* --- socket_auth.c: who a connection is (PROTOCOL.md, Identity) --- */
+
+/* The token verifier and the auth metrics; RT_ERR when the key cannot be
+ * loaded (logged). */
+int sk_auth_init(socket_state *st);
+void sk_auth_free(socket_state *st);
+
+/* In the adapter's `open`: keeps the upgrade's Authorization: Bearer token
+ * for CONNECT. */
+void sk_auth_on_open(socket_state *st, sk_conn *c);
+
+/* CONNECT: true when c is now its user (c->user set, with the token's
+ * expiry); false when refused, with the CONNECT_ERROR in st->out. */
+bool sk_auth_connect(socket_state *st, sk_conn *c, const sio_packet *p);
+
+/* True for the `auth` event of a token connection, which it answers (a
+ * fresh token for the same sub moves the expiry). */
+bool sk_auth_event(socket_state *st, sk_conn *c, const sio_packet *p);
+
+/* From the sweep: a connection whose token has expired is told so and
+ * disconnected from "/" (its rooms left, back to waiting for a CONNECT). */
+void sk_auth_sweep(socket_state *st, sk_conn *c);
 
 /* --- socket_rooms.c --- */
 

@@ -515,6 +515,8 @@ sk_on_event(socket_state *st, sk_conn *c, const sio_packet *p)
         sk_ack_err(st, c, p->has_ack, p->ack_id, p->err, p->message);
         return;
     }
+    if (sk_auth_event(st, c, p))
+        return;
     sio_request rq;
     const char *message = NULL;
     sio_error err = sio_request_parse(p, c->user, c->user_len, &rq, &message);

@@ -223,6 +223,14 @@ ws_request_arg(ws_request *req, const char *name, char *buf, size_t len)
     return len <= INT32_MAX ? lws_get_urlarg_by_name(req->wsi, name, buf, (int)len) : NULL;
 }
 
+size_t
+ws_conn_authorization(ws_conn *c, char *buf, size_t len)
+{
+    int n = len <= INT32_MAX ? lws_hdr_copy(c->wsi, buf, (int)len, WSI_TOKEN_HTTP_AUTHORIZATION)
+                             : -1;
+    return n > 0 && (size_t)n < len ? (size_t)n : 0;
+}
+
 int
 ws_http_reply(ws_request *req, unsigned status, const char *type, const char *cache,
               const void *body, size_t len)

@@ -209,6 +209,13 @@ size_t ws_queued(const ws_conn *c);
 /* What c's output is charged against queue_bytes (see ws_send). */
 size_t ws_queued_bytes(const ws_conn *c);
 
+/* The upgrade request's Authorization header into buf, NUL-terminated: its
+ * length, or 0 when absent or not shorter than len. Only inside the `open`
+ * callback (lws frees the request's headers after ESTABLISHED); the header
+ * fits in max_http_header_data (1024 bytes) with the others, or lws refuses
+ * the upgrade. */
+size_t ws_conn_authorization(ws_conn *c, char *buf, size_t len);
+
 /* The request's path (without the query) into buf; false when it does not
  * fit or is missing. */
 bool ws_request_path(ws_request *req, char *buf, size_t len);

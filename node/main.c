@@ -90,6 +90,13 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     char err[256];
+    if ((cfg.roles & CHATD_ROLE_SOCKET) && !chatd_socket_auth_ok(&cfg, err, sizeof(err))) {
+        fprintf(stderr, "chatd: --auth jwt: %s (see --help; --auth none for a local trial "
+                        "without tokens)\n", err);
+        return 2;
+    }
+    if ((cfg.roles & CHATD_ROLE_SOCKET) && cfg.auth == CHATD_AUTH_NONE)
+        fprintf(stderr, "chatd: --auth none: clients name themselves; for local trials only\n");
     rt_config rc = { .faults = cfg.faults, .fault_seed = cfg.fault_seed };
     rt_runtime *rt = rt_create(&rc, err, sizeof(err));
     if (!rt) {

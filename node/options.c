@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-typedef enum opt_kind { O_STR, O_INT, O_U64, O_DOUBLE, O_ROLES, O_KAFKA } opt_kind;
+typedef enum opt_kind { O_STR, O_INT, O_INT0, O_U64, O_DOUBLE, O_ROLES, O_KAFKA, O_AUTH } opt_kind;
 
 typedef struct option_def {
     const char *flag;
@@ -41,6 +41,16 @@ static const option_def defs[] = {
     { "roles", "CHATD_ROLES", O_ROLES, OFF(roles),
       "actors to run: all, or a list of socket,producer,consumer,store,fanout" },
     { "web-root", "CHATD_WEB_ROOT", O_STR, OFF(web_root), "directory served at /" },
+    { "auth", "CHATD_AUTH", O_AUTH, OFF(auth),
+      "jwt (identity from a signed token) or none (the name the client gives)" },
+    { "jwt-secret-file", "CHATD_JWT_SECRET_FILE", O_STR, OFF(jwt_secret_file),
+      "HS256: file holding the shared secret (32 bytes or more)" },
+    { "jwt-public-key", "CHATD_JWT_PUBLIC_KEY", O_STR, OFF(jwt_public_key),
+      "RS256/ES256: PEM file of the RSA or EC public key" },
+    { "jwt-issuer", "CHATD_JWT_ISSUER", O_STR, OFF(jwt_issuer), "required iss of tokens" },
+    { "jwt-audience", "CHATD_JWT_AUDIENCE", O_STR, OFF(jwt_audience), "required aud of tokens" },
+    { "jwt-leeway-s", "CHATD_JWT_LEEWAY_S", O_INT0, OFF(jwt_leeway_s),
+      "seconds of clock skew allowed on exp and nbf" },
     { "ping-interval-ms", "CHATD_PING_INTERVAL_MS", O_INT, OFF(ping_interval_ms),
       "Engine.IO ping interval" },
     { "ping-timeout-ms", "CHATD_PING_TIMEOUT_MS", O_INT, OFF(ping_timeout_ms),
@@ -120,9 +130,10 @@ set_option(chatd_config *cfg, const option_def *d, const char *val, const char *
     case O_STR:
         *(const char **)dst = val;
         return 0;
-    case O_INT: {
+    case O_INT:
+    case O_INT0: {
         long v = strtol(val, &end, 10);
-        if (errno || end == val || *end || v <= 0 || v > 1000000000)
+        if (errno || end == val || *end || v < (d->kind == O_INT0 ? 0 : 1) || v > 1000000000)
             break;
         *(int *)dst = (int)v;
         return 0;
@@ -148,6 +159,11 @@ set_option(chatd_config *cfg, const option_def *d, const char *val, const char *
         *(unsigned *)dst = r;
         return 0;
     }
+    case O_AUTH:
+        if (strcmp(val, "jwt") != 0 && strcmp(val, "none") != 0)
+            break;
+        *(chatd_auth_mode *)dst = strcmp(val, "jwt") == 0 ? CHATD_AUTH_JWT : CHATD_AUTH_NONE;
+        return 0;
     case O_KAFKA: {
         const char *p = val;
         while (*p) {
@@ -182,7 +198,9 @@ chatd_config_usage(FILE *out)
             snprintf(def, sizeof(def), "%s", *(const char *const *)v ? *(const char *const *)v
                                                                         : "(none)");
             break;
-        case O_INT: snprintf(def, sizeof(def), "%d", *(const int *)v); break;
+        case O_INT:
+        case O_INT0: snprintf(def, sizeof(def), "%d", *(const int *)v); break;
+        case O_AUTH: snprintf(def, sizeof(def), "jwt"); break;
         case O_U64: snprintf(def, sizeof(def), "%llu", (unsigned long long)*(const uint64_t *)v);
             break;
         case O_DOUBLE: snprintf(def, sizeof(def), "%g", *(const double *)v); break;

@@ -70,23 +70,28 @@ decode_json(const char *s, size_t len, bool *oom)
     return root;
 }
 
-/* CONNECT on "/": the payload is the auth object, auth.user the identity. */
+/* CONNECT on "/": the payload is the auth object, auth.user the name it
+ * gives, auth.token the token it shows (kept in root); either may be absent. */
 static sio_kind
 parse_connect(sio_packet *pkt, const char *payload, size_t len)
 {
     pkt->message = "invalid user";
-    if (len == 0)
-        return set_kind(pkt, SIO_PKT_CONNECT_ERROR);
-
+    if (len == 0) {
+        pkt->message = NULL;
+        return set_kind(pkt, SIO_PKT_CONNECT);
+    }
     bool oom;
     json_t *auth = decode_json(payload, len, &oom);
-    if (auth == NULL) {
-        if (oom)
+    if (!json_is_object(auth)) {
+        if (auth == NULL && oom)
             pkt->message = "unavailable";
+        json_decref(auth);
         return set_kind(pkt, SIO_PKT_CONNECT_ERROR);
     }
-    json_t *user = json_object_get(auth, "user");  /* NULL unless an object */
-    if (json_is_string(user)) {
+    json_t *user = json_object_get(auth, "user");
+    if (!user) {
+        pkt->message = NULL;
+    } else if (json_is_string(user)) {
         const char *s = json_string_value(user);
         size_t n = json_string_length(user);
         if (proto_check_user(s, n) == PROTO_OK) {
@@ -95,6 +100,14 @@ parse_connect(sio_packet *pkt, const char *payload, size_t len)
             pkt->user_len = n;
             pkt->message = NULL;
         }
+    }
+    json_t *token = json_object_get(auth, "token");
+    pkt->has_token = token != NULL;
+    if (!pkt->message && json_is_string(token)) {
+        pkt->token = json_string_value(token);
+        pkt->token_len = json_string_length(token);
+        pkt->root = auth;
+        auth = NULL;
     }
     json_decref(auth);
     return set_kind(pkt, pkt->message ? SIO_PKT_CONNECT_ERROR : SIO_PKT_CONNECT);

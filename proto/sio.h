@@ -32,9 +32,11 @@
  *   jansson refuses (lone surrogate escapes, duplicate keys, bad syntax). An id above 2^53 - 1 (JavaScript's Number.MAX_SAFE_INTEGER; the
  *   official client counts from 0) is not readable: the event is bad_request
  *   and is not answered.
- * - CONNECT: the payload is the auth object; a missing payload, a payload that
- *   is not an object or does not decode, or an auth.user that is absent, not a
- *   string or not a valid user name all answer "invalid user".
+ * - CONNECT: the payload is the auth object; a payload that is not an object
+ *   or does not decode, or an auth.user that is not a string or not a valid
+ *   user name answer "invalid user". auth.user and auth.token may both be
+ *   absent (no payload at all is an empty auth): whether a name or a token
+ *   is needed is the caller's to decide.
  * - Binary packets: BINARY_EVENT on "/" is bad_request (answered through its
  *   ack id); BINARY_ACK is ignored (we never ask the client for acks). The
  *   attachment count is reported; the caller may simply drop every binary
@@ -120,7 +122,7 @@ typedef enum sio_kind {
     SIO_PKT_CLOSE,         /* Engine.IO close: the client is leaving */
     SIO_PKT_PING,          /* client ping: answer sio_encode_pong(data) */
     SIO_PKT_PONG,          /* the client answered our ping */
-    SIO_PKT_CONNECT,       /* CONNECT to "/" with a valid auth.user (user) */
+    SIO_PKT_CONNECT,       /* CONNECT to "/": a valid auth.user or none, a token */
     SIO_PKT_CONNECT_ERROR, /* refuse: sio_encode_connect_error(nsp, message) */
     SIO_PKT_DISCONNECT,    /* Socket.IO DISCONNECT from "/" */
     SIO_PKT_EVENT,         /* EVENT (or BINARY_EVENT) on "/": see err */
@@ -143,8 +145,11 @@ typedef struct sio_packet {
     unsigned long attachments; /* binary packets: frames that follow */
     bool has_ack;            /* EVENT: a readable ack id was given */
     uint64_t ack_id;
-    char user[PROTO_USER_MAX + 1]; /* CONNECT: NUL-terminated copy */
+    char user[PROTO_USER_MAX + 1]; /* CONNECT: NUL-terminated copy (len 0: none) */
     size_t user_len;
+    bool has_token;          /* CONNECT: auth.token is present ... */
+    const char *token;       /*   ... and is this string (into root), or NULL */
+    size_t token_len;
     const char *message;     /* CONNECT_ERROR: the message to send; EVENT
                               * with err: the error message. Static. */
     sio_error err;           /* EVENT: SIO_OK, or already failed (undecodable
@@ -250,6 +255,18 @@ proto_err sio_encode_connect(proto_mp_buf *b, const char *sid, size_t sid_len);
 
 /* 44{"message":"..."} on "/", or 44<nsp>,{"message":"..."} on another
  * namespace (nsp as reported by sio_parse, starting with '/'). */
+/* 44{"message":message,"data":{"reason":reason}} on "/": a refused CONNECT
+ * that says why in one word. */
+proto_err sio_encode_connect_refused(proto_mp_buf *b, const char *message, const char *reason);
+
+/* 42["token_expired",{"reason":reason}]: why the server is about to
+ * disconnect the client (sio_encode_disconnect follows). */
+proto_err sio_encode_token_expired(proto_mp_buf *b, const char *reason);
+
+/* 41: the server disconnects the client from "/" (its socket.io-client
+ * reports "io server disconnect" and does not reconnect by itself). */
+proto_err sio_encode_disconnect(proto_mp_buf *b);
+
 proto_err sio_encode_connect_error(proto_mp_buf *b, const char *nsp, size_t nsp_len,
                                    const char *message);
 

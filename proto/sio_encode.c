@@ -135,13 +135,20 @@ sio_encode_open(proto_mp_buf *b, const char *sid, size_t sid_len, unsigned ping_
     return w_end(&w);
 }
 
-proto_err
-sio_encode_ping(proto_mp_buf *b)
+/* A packet that is always the same bytes. */
+static proto_err
+encode_lit(proto_mp_buf *b, const char *packet)
 {
     sio_w w;
     w_begin(&w, b);
-    w_lit(&w, "2");
+    w_lit(&w, packet);
     return w_end(&w);
+}
+
+proto_err
+sio_encode_ping(proto_mp_buf *b)
+{
+    return encode_lit(b, "2");
 }
 
 proto_err
@@ -185,6 +192,45 @@ sio_encode_connect_error(proto_mp_buf *b, const char *nsp, size_t nsp_len, const
     w_json_str(&w, message, strlen(message));
     w_lit(&w, "}");
     return w_end(&w);
+}
+
+/* {"reason":reason} */
+static void
+w_reason(sio_w *w, const char *reason)
+{
+    w_lit(w, "{\"reason\":");
+    w_json_str(w, reason, strlen(reason));
+    w_lit(w, "}");
+}
+
+proto_err
+sio_encode_connect_refused(proto_mp_buf *b, const char *message, const char *reason)
+{
+    sio_w w;
+    w_begin(&w, b);
+    w_lit(&w, "44{\"message\":");
+    w_json_str(&w, message, strlen(message));
+    w_lit(&w, ",\"data\":");
+    w_reason(&w, reason);
+    w_lit(&w, "}");
+    return w_end(&w);
+}
+
+proto_err
+sio_encode_token_expired(proto_mp_buf *b, const char *reason)
+{
+    sio_w w;
+    w_begin(&w, b);
+    w_lit(&w, "42[\"token_expired\",");
+    w_reason(&w, reason);
+    w_lit(&w, "]");
+    return w_end(&w);
+}
+
+proto_err
+sio_encode_disconnect(proto_mp_buf *b)
+{
+    return encode_lit(b, "41");
 }
 
 proto_err

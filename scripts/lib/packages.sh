@@ -5,7 +5,7 @@
 # plugin, which the runtime package does not pull in).
 CHATD_BUILD_PACKAGES="gcc pkg-config scons libev-dev libmsgpack-dev libcmocka-dev
     libjansson-dev libwebsockets-dev libwebsockets-evlib-ev librdkafka-dev
-    libhiredis-dev libpq-dev"
+    libhiredis-dev libpq-dev libjwt-dev libssl-dev"
 
 # To run: the services (Java and Maven for the Kafka broker) and curl.
 CHATD_RUN_PACKAGES="postgresql redis-server curl default-jre-headless maven"

@@ -167,6 +167,7 @@ open_socket(void)
     cfg.host = "127.0.0.1";
     cfg.port = test_port;
     cfg.roles = CHATD_ROLE_SOCKET;
+    cfg.auth = CHATD_AUTH_NONE;
     cfg.request_timeout_ms = 400;
     cfg.web_root = web_root;
     stub_spawn(rt, CHATD_FANOUT);

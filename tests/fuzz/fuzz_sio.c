@@ -56,9 +56,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         break;
     case SIO_PKT_CONNECT:
-        if (proto_check_user(pkt.user, pkt.user_len) != PROTO_OK ||
-            strlen(pkt.user) != pkt.user_len)
+        /* no name (a token, or nothing: the caller decides) or a valid one */
+        if ((pkt.user_len && proto_check_user(pkt.user, pkt.user_len) != PROTO_OK) ||
+            strlen(pkt.user) != pkt.user_len || (pkt.token && (!pkt.has_token || !pkt.root)))
             abort();
+        if (!pkt.user_len)
+            break;
         if (sio_encode_open(&b, pkt.user, pkt.user_len, 25000, 20000, 1000000) != PROTO_OK ||
             sio_encode_connect(&b, pkt.user, pkt.user_len) != PROTO_OK)
             abort();

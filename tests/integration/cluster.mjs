@@ -24,6 +24,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -38,6 +39,37 @@ export const BUILD = process.env.CHATD_BUILD || 'debug';
 export const CHATD = process.env.CHATD_BIN || path.join(ROOT, 'build', BUILD, 'node', 'chatd');
 const WRAPPER = path.join(ROOT, 'tests', 'integration', 'services-wrapper.sh');
 const SLOW = BUILD === 'asan' ? 2 : 1; // time multiplier for sanitizer builds
+
+// ---- tokens ------------------------------------------------------------------
+
+// A cluster runs with tokens on (--auth jwt, an HS256 secret in its temp dir)
+// unless started with { auth: 'none' }; the connect helpers then show a token
+// for their user, minted here with node's crypto. Keyed by node port.
+const tokenSecrets = new Map();
+
+const b64url = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+
+// signToken(claims, secret, header): an HS256 JWT (header overrides the
+// default {alg:'HS256',typ:'JWT'}, e.g. to test a refusal).
+export function signToken(claims, secret, header = { alg: 'HS256', typ: 'JWT' }) {
+    const input = b64url(header) + '.' + b64url(claims);
+    return input + '.' + crypto.createHmac('sha256', secret).update(input).digest('base64url');
+}
+
+// mintToken(url, user, claims): a token for user valid for an hour on the node
+// at url, or undefined when that node runs without tokens.
+export function mintToken(url, user, claims = {}) {
+    const secret = tokenSecrets.get(new URL(url).port);
+    if (secret === undefined) return undefined;
+    const now = Math.floor(Date.now() / 1000);
+    return signToken({ sub: user, iat: now, exp: now + 3600, ...claims }, secret);
+}
+
+// The auth object the helpers send for user at url.
+function authFor(url, user) {
+    const token = mintToken(url, user);
+    return token === undefined ? { user } : { user, token };
+}
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -214,8 +246,10 @@ export class Node {
             '--redis-url', c.services.env.CHATD_REDIS_URL,
             '--pg-dsn', c.services.env.CHATD_PG_DSN,
             '--log-level', process.env.CHATD_IT_LOG_LEVEL || 'info',
+            ...(c.secretFile ? ['--auth', 'jwt', '--jwt-secret-file', c.secretFile] : ['--auth', 'none']),
             ...this.args,
         ];
+        if (c.secret) tokenSecrets.set(String(this.port), c.secret);
         fs.appendFileSync(this.log, `### ${CHATD} ${argv.join(' ')}\n`);
         const fd = fs.openSync(this.log, 'a');
         this.proc = spawn(CHATD, argv, { cwd: ROOT, env, stdio: ['ignore', fd, fd] });
@@ -351,7 +385,9 @@ export function metricSum(samples, name, labels = {}) {
 
 export class Cluster {
     // opts: nodes (1), partitions (4), topic, args (extra chatd flags for every
-    // node), nodeArgs (array of per-node extra flags), warmup (true)
+    // node), nodeArgs (array of per-node extra flags), warmup (true),
+    // auth ('jwt': tokens on with a secret in the cluster's dir, c.secret;
+    // 'none': name-only mode)
     static async start(opts = {}) {
         const c = new Cluster(opts);
         const t0 = Date.now();
@@ -373,6 +409,11 @@ export class Cluster {
         this.partitions = opts.partitions || 4;
         this.nodes = [];
         this.services = new Services(path.join(this.dir, 'services.log'));
+        if ((opts.auth || 'jwt') === 'jwt') {
+            this.secret = crypto.randomBytes(32).toString('hex');
+            this.secretFile = path.join(this.dir, 'jwt-secret');
+            fs.writeFileSync(this.secretFile, this.secret + '\n', { mode: 0o600 });
+        }
     }
 
     async _start() {
@@ -562,7 +603,7 @@ export function makeSocket(url, user, opts = {}) {
         timeout: slow(10000),
         ...opts,
     };
-    if (user !== undefined && !('auth' in opts)) o.auth = { user };
+    if (user !== undefined && !('auth' in opts)) o.auth = authFor(url, user);
     const s = io(url, o);
     s.got = { message: [], typing: [] };
     s.waiters = [];
@@ -651,12 +692,14 @@ export function errCode(ack) {
 // rawConnect(url, {user, autoPong, connect}): a WebSocket speaking Engine.IO by
 // hand. .open is the parsed open packet; .frames every text frame received;
 // .next(pred, ms) the next matching frame; .closed resolves {code, reason}.
-// With connect (default when user is given) the Socket.IO CONNECT is done.
+// With connect (default when user is given) the Socket.IO CONNECT is done,
+// with opts.auth or the user's auth (a token when the node wants one);
+// opts.headers go on the upgrade request.
 export async function rawConnect(url, opts = {}) {
     const { user, autoPong = true } = opts;
     const doConnect = opts.connect ?? (user !== undefined);
     const wsUrl = url.replace(/^http/, 'ws') + '/socket.io/?EIO=4&transport=websocket';
-    const ws = new WebSocket(wsUrl, { perMessageDeflate: false, maxPayload: 1 << 24 });
+    const ws = new WebSocket(wsUrl, { perMessageDeflate: false, maxPayload: 1 << 24, headers: opts.headers || {} });
     const r = {
         ws,
         frames: [],
@@ -709,7 +752,7 @@ export async function rawConnect(url, opts = {}) {
     r.open = JSON.parse((await first).slice(1));
     if (doConnect) {
         const reply = r.next((f) => typeof f === 'string' && f.startsWith('4'));
-        ws.send('40' + JSON.stringify({ user }));
+        ws.send('40' + JSON.stringify(opts.auth || authFor(url, user)));
         const f = await reply;
         if (!f.startsWith('40')) throw new Error(`raw connect refused: ${f}`);
         r.sid = JSON.parse(f.slice(2)).sid;

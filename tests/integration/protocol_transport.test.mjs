@@ -19,6 +19,13 @@ async function getPingNode(c) {
     return pingNode;
 }
 
+let namesNode; // a socket-only node in name-only mode (--auth none), started on demand
+
+async function getNamesNode(c) {
+    namesNode ||= await c.startNode(['--roles', 'socket,producer,fanout', '--auth', 'none'], 'namesnode');
+    return namesNode;
+}
+
 // ---- transport ----------------------------------------------------------------
 
 it('open packet carries sid, upgrades [], pingInterval, pingTimeout, maxPayload >= 65536', async (t, c) => {
@@ -180,20 +187,23 @@ const invalidAuth = [
     ['null', { user: null }],
     ['array', { user: ['alice'] }],
     ['object', { user: { name: 'alice' } }],
-    ['missing user', {}],
-    ['other field only', { name: 'alice' }],
+    ['missing user', {}, 'names'],
+    ['other field only', { name: 'alice' }, 'names'],
 ];
 
-for (const [what, auth] of invalidAuth) {
+// A name given is checked in both modes; no name at all is "invalid user" in
+// name-only mode (with tokens on it is a missing token: auth.test.mjs).
+for (const [what, auth, mode] of invalidAuth) {
     it(`invalid user (${what}) gets connect_error "invalid user"`, async (t, c) => {
-        const e = await connectError(c.url(0), undefined, { auth });
+        const url = mode === 'names' ? (await getNamesNode(c)).url : c.url(0);
+        const e = await connectError(url, undefined, { auth });
         assert.equal(e.message, 'invalid user');
         assert.deepEqual(e.data, undefined);
     });
 }
 
-it('no auth at all gets connect_error "invalid user"', async (t, c) => {
-    const e = await connectError(c.url(0), undefined, {});
+it('no auth at all gets connect_error "invalid user" in name-only mode', async (t, c) => {
+    const e = await connectError((await getNamesNode(c)).url, undefined, {});
     assert.equal(e.message, 'invalid user');
 });
 
@@ -203,7 +213,7 @@ it('CONNECT_ERROR on the wire is exactly 44{"message":"invalid user"}', async (t
     const f = await r.next((x) => typeof x === 'string' && x.startsWith('4'));
     assert.equal(f, '44{"message":"invalid user"}');
     r.close();
-    const r2 = await rawConnect(c.url(0), { connect: false });
+    const r2 = await rawConnect((await getNamesNode(c)).url, { connect: false });
     r2.send('40');
     const f2 = await r2.next((x) => typeof x === 'string' && x.startsWith('4'));
     assert.equal(f2, '44{"message":"invalid user"}');

@@ -170,6 +170,26 @@ test_connect_ok(void **state)
                      SIO_PKT_CONNECT);
     assert_int_equal(p.user_len, 32);
     sio_packet_free(&p);
+
+    /* No name: the caller decides (a token, or "invalid user"). */
+    const char *nameless[] = { "40", "40{}", "40{\"auth\":{\"user\":\"alice\"}}" };
+    for (size_t i = 0; i < sizeof(nameless) / sizeof(nameless[0]); i++) {
+        assert_int_equal(parse(nameless[i], &p), SIO_PKT_CONNECT);
+        assert_int_equal(p.user_len, 0);
+        assert_false(p.has_token);
+        sio_packet_free(&p);
+    }
+    /* A token is kept with the packet; one that is not a string is flagged. */
+    assert_int_equal(parse("40{\"token\":\"a.b.c\"}", &p), SIO_PKT_CONNECT);
+    assert_true(p.has_token);
+    assert_int_equal(p.token_len, 5);
+    assert_memory_equal(p.token, "a.b.c", 5);
+    sio_packet_free(&p);
+    assert_int_equal(parse("40{\"token\":1,\"user\":\"bob\"}", &p), SIO_PKT_CONNECT);
+    assert_true(p.has_token);
+    assert_null(p.token);
+    assert_string_equal(p.user, "bob");
+    sio_packet_free(&p);
 }
 
 static void
@@ -177,11 +197,11 @@ test_connect_invalid_user(void **state)
 {
     (void)state;
     const char *frames[] = {
-        "40", "40{}", "40{\"user\":1}", "40{\"user\":null}", "40{\"user\":\"\"}",
+        "40{\"user\":1}", "40{\"user\":null}", "40{\"user\":\"\"}",
         "40{\"user\":\"a b\"}", "40{\"user\":\"al:ce\"}", "40{\"user\":\"\\u00e9\"}",
         "40{\"user\":\"abcdefghijklmnopqrstuvwxyz0123456\"}",  /* 33 */
         "40[\"alice\"]", "40\"alice\"", "40{\"user\":", "40{\"user\":\"\\ud800\"}",
-        "40{\"user\":\"alice\",\"user\":\"bob\"}", "40{\"auth\":{\"user\":\"alice\"}}",
+        "40{\"user\":\"alice\",\"user\":\"bob\"}", "40{\"user\":\"a b\",\"token\":\"t\"}",
     };
     for (size_t i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
         sio_packet p;
@@ -876,6 +896,12 @@ test_encode_connect(void **state)
     assert_int_equal(sio_encode_connect_error(&b, "/a,b", 4, "x"), PROTO_E_SYNTAX);
     assert_int_equal(sio_encode_connect_error(&b, "/a\xff", 3, "x"), PROTO_E_UTF8);
     assert_int_equal(b.len, 0);
+    assert_int_equal(sio_encode_connect_refused(&b, "invalid token", "expired"), PROTO_OK);
+    assert_buf(&b, "44{\"message\":\"invalid token\",\"data\":{\"reason\":\"expired\"}}");
+    assert_int_equal(sio_encode_token_expired(&b, "expired"), PROTO_OK);
+    assert_buf(&b, "42[\"token_expired\",{\"reason\":\"expired\"}]");
+    assert_int_equal(sio_encode_disconnect(&b), PROTO_OK);
+    assert_buf(&b, "41");
     proto_mp_buf_free(&b);
 }
 

@@ -3,7 +3,7 @@
 
 import { io } from 'socket.io-client';
 import * as identity from './identity.js';
-import { describe, retryable } from './errors.js';
+import { describe, describeToken, retryable } from './errors.js';
 import { Room, MAX_TEXT_BYTES, roomNameProblem, dmRoom, dmPeer } from './room.js';
 import './app.css';
 
@@ -83,6 +83,11 @@ function start() {
     socket.on('connect_error', onConnectError);
     socket.on('message', onMessage);
     socket.on('typing', onTyping);
+    socket.on('token_expired', () => {
+        stop();
+        identity.signOut();
+        showSignIn(describeToken('expired'));
+    });
     clearInterval(presenceTimer);
     presenceTimer = setInterval(() => { if (active) refreshPresence(active); expireTyping(); }, PRESENCE_EVERY_MS);
     $('composer-input').focus();
@@ -124,6 +129,12 @@ function onConnectError(err) {
         stop();
         identity.signOut();
         showSignIn(describe('invalid user'));
+        return;
+    }
+    if (err && err.message === 'invalid token') {
+        stop();
+        identity.signOut();
+        showSignIn(describeToken(err.data && err.data.reason));
         return;
     }
     setStatus('The server is unavailable, retrying…');
@@ -546,6 +557,18 @@ function wire() {
     $('signin-form').addEventListener('submit', (e) => {
         e.preventDefault();
         const name = $('signin-name').value.trim();
+        const token = $('signin-token').value.trim();
+        if (token) {
+            try {
+                identity.signInWithToken(token);
+            } catch {
+                $('signin-error').textContent = describeToken('malformed');
+                return;
+            }
+            $('signin-token').value = '';
+            start();
+            return;
+        }
         if (!identity.validUserName(name)) {
             $('signin-error').textContent = describe('invalid user');
             return;

@@ -10,7 +10,24 @@ const WORDS = {
     timeout: 'The server did not answer in time.',
     disconnected: 'You are offline; the page is reconnecting.',
     'invalid user': 'That name is not allowed: use 1 to 32 letters, digits, dots, dashes or underscores.',
+    'invalid token': 'The server wants a valid token: paste the one your sign-in gave you.',
 };
+
+// Why the server refused a token (connect_error data.reason), in words.
+const TOKEN_WORDS = {
+    missing: 'This server wants a token: paste the one your sign-in gave you.',
+    malformed: 'That is not a token the server can read.',
+    bad_signature: 'The server does not trust that token (its signature does not match).',
+    expired: 'Your token has expired: paste a new one.',
+    not_yet_valid: 'That token is not valid yet; check your clock or wait a moment.',
+    wrong_issuer: 'That token was issued for another service.',
+    wrong_audience: 'That token is meant for another service.',
+    bad_subject: 'That token does not name a valid user.',
+};
+
+export function describeToken(reason) {
+    return TOKEN_WORDS[reason] || WORDS['invalid token'];
+}
 
 export function describe(err) {
     if (!err) return 'Something went wrong.';

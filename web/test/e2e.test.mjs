@@ -10,7 +10,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { io } from 'socket.io-client';
-import { Cluster, ROOT, sleep, until as untilMs } from '../../tests/integration/cluster.mjs';
+import crypto from 'node:crypto';
+import { Cluster, ROOT, signToken, sleep, until as untilMs } from '../../tests/integration/cluster.mjs';
 
 // this file's waits default to 15 s
 const until = (what, fn, timeoutMs = 15000, stepMs = 50) => untilMs(what, fn, timeoutMs, stepMs);
@@ -30,9 +31,10 @@ const outside = []; // requests that went anywhere but the cluster's nodes
 before(async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     assert.ok(fs.existsSync(path.join(ROOT, 'build', 'web', 'index.html')), 'build/web/index.html: run web/test/run.sh (it builds the page)');
-    // short backend deadlines, so the `unavailable` test does not wait long
+    // short backend deadlines, so the `unavailable` test does not wait long;
+    // names only (--auth none) but for the token test's own node
     cluster = await Cluster.start({
-        nodes: 2, partitions: 4, topic: 'chatd-web', warmup: false,
+        nodes: 2, partitions: 4, topic: 'chatd-web', warmup: false, auth: 'none',
         args: ['--web-root', path.join(ROOT, 'build', 'web'),
             '--produce-timeout-ms', '2000', '--request-timeout-ms', '2000'],
     });
@@ -314,6 +316,44 @@ test('keyboard only on a phone-sized screen, and a direct message', async () => 
     await shot(dave, '12-phone-dm');
     assert.deepEqual(outside, [], 'nothing loaded from outside the cluster');
 });
+
+test('tokens on: a pasted token signs in as its sub; an expired one is refused in words', async () => {
+    const secret = crypto.randomBytes(32).toString('hex');
+    const file = path.join(cluster.dir, 'web-jwt-secret');
+    fs.writeFileSync(file, secret);
+    const nd = await cluster.startNode(['--roles', 'socket,producer,fanout', '--auth', 'jwt',
+        '--jwt-secret-file', file, '--web-root', path.join(ROOT, 'build', 'web')], 'tokennode');
+    const idx = cluster.nodes.indexOf(nd);
+    const now = Math.floor(Date.now() / 1000);
+
+    const page = await newPage(idx);
+    await page.getByLabel('Or your token').fill(signToken({ sub: 'tokenuser', exp: now + 3600 }, secret));
+    await page.getByRole('button', { name: 'Start chatting' }).click();
+    await page.locator('#me').filter({ hasText: 'tokenuser' }).waitFor();
+    await page.locator('#room-title').filter({ hasText: '#lobby' }).waitFor();
+    await page.locator('#composer-input').fill('signed in by token');
+    await page.locator('#composer-input').press('Enter');
+    await page.locator('#messages li[data-seq] .text').filter({ hasText: 'signed in by token' }).waitFor();
+    await shot(page, '13-token-signed-in');
+
+    const late = await newPage(idx);
+    await late.getByLabel('Or your token').fill(signToken({ sub: 'lateuser', exp: now - 60 }, secret));
+    await late.getByRole('button', { name: 'Start chatting' }).click();
+    await late.locator('#signin-error').filter({ hasText: 'Your token has expired' }).waitFor();
+    assert.equal(await late.locator('#signin').isVisible(), true);
+    assert.equal(await late.locator('#chat').isVisible(), false);
+    await shot(late, '14-token-expired');
+
+    // a name alone does not get in where tokens are wanted
+    const named = await newPage(idx);
+    await signInAttempt(named, 'mallory');
+    await named.locator('#signin-error').filter({ hasText: 'wants a token' }).waitFor();
+});
+
+async function signInAttempt(page, name) {
+    await page.getByLabel('Your name').fill(name);
+    await page.getByRole('button', { name: 'Start chatting' }).click();
+}
 
 test('the broker hangs: the message fails in words, and a retry (same id) sends it once', async () => {
     await alice.locator('#rooms [data-room="e2e"]').click();
