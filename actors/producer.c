@@ -99,10 +99,13 @@ producer_init(rt_actor *self, const void *arg)
         "acks", "all",
         "enable.idempotence", "true",
         "message.timeout.ms", timeout,
-        /* The client's ack waits for the broker: do not hold a lone message
-         * for librdkafka's default 5 ms; under load batches form anyway
-         * while a request is in flight. */
-        "linger.ms", "1",
+        /* The client's ack waits for the broker: send a message at once.
+         * Under load batches form anyway from what queues while requests are
+         * in flight. Measured (scripts/bench/compare.sh, real Kafka, 200
+         * msg/s into 10 rooms of 100): linger.ms 1 -> 0 took the acked stage
+         * from 2.11 to 0.82 ms p50, cross-node delivery from 3.94 to 2.65 ms
+         * p50 (p99 10.1 -> 8.6), CPU per delivery unchanged. */
+        "linger.ms", "0",
         "socket.nagle.disable", "true",
         NULL,
     };
