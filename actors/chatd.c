@@ -32,9 +32,7 @@ chatd_reply_ack(rt_actor *self, rt_id to, uint64_t corr, proto_ack_code code, co
 uint64_t
 chatd_wall_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return chatd_wall_us() / 1000u;
 }
 
 uint64_t
