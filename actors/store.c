@@ -136,6 +136,7 @@ send_job(rt_actor *self, store_lane *l, store_job *j)
         store_query_history(q, &j->u.history, STORE_REPLY_BYTES_MAX);
         break;
     }
+    j->sent_us = chatd_wall_us();
     return pg_send(l->pg, q->sql, q->nparams, q->values);
 }
 
@@ -292,6 +293,9 @@ store_init(rt_actor *self, const void *arg)
     st->stored = rt_metric_get(rt, RT_COUNTER, "chatd_messages_stored_total", NULL,
                                "Messages newly stored in PostgreSQL.");
     st->h_stored = chatd_stage_histogram(rt, CHATD_STAGE_STORED);
+    st->h_batch = rt_histogram_get(rt, "chatd_store_batch_seconds", NULL,
+                                   "A batch's transaction, from sending it to PostgreSQL's "
+                                   "answer (commit included).");
     st->republished = rt_metric_get(rt, RT_COUNTER, "chatd_messages_republished_total", NULL,
                                     "Messages stored before (redelivered records) published again.");
     rt_metric_set(st->up, 0);

@@ -155,6 +155,7 @@ store_finish_batch(rt_actor *self, store_state *st, store_job *j, const PGresult
     }
     size_t bad;
     j->nfresh = store_read_batch(res, b, j->fresh, &bad);
+    rt_histogram_observe(st->h_batch, (double)(chatd_wall_us() - j->sent_us) / 1e6);
     if (bad)
         rt_error(rt_who(self), "chatd_store_batch returned %zu bad rows", bad);
     rt_metric_add(st->stored, (double)j->nfresh);

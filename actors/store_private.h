@@ -35,6 +35,7 @@ typedef struct store_job {
     size_t nfresh;
     rt_id from;
     uint64_t corr;
+    uint64_t sent_us;           /* when its (first) query was sent */
     union {
         proto_batch batch;
         proto_join_req join;
@@ -95,6 +96,7 @@ typedef struct store_state {
     rt_metric *up;
     rt_metric *stored;
     struct rt_histogram *h_stored;  /* chatd_stage_seconds{stage="stored"} */
+    struct rt_histogram *h_batch;   /* chatd_store_batch_seconds: a batch's query */
     rt_metric *republished;
 } store_state;
 
