@@ -64,9 +64,10 @@
  * chatd_store_queue_depth (requests held: queued plus in flight) and counter
  * chatd_store_shed_total (requests refused because the queue was full).
  *
- * Schema (version 1): rooms(room, last_seq), messages(room, seq, id,
+ * Schema (version 2): rooms(room, last_seq), messages(room, seq, id,
  * user_name, body bytea, ts), chatd_schema_version(version) and the function
- * chatd_store_batch(); see store_sql.c for the seq-assignment argument.
+ * chatd_store_batch() (version 2: run on one generic plan); see store_sql.c
+ * for the seq-assignment argument.
  *
  * Files: store.c (the actor: jobs, replies), store_sql.c (the schema, the
  * queries, records to parameters and rows to records).
