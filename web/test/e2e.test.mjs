@@ -4,7 +4,7 @@
 // (tests/integration/cluster.mjs; its Node packages: web/test/run.sh installs them).
 // Screenshots go to build/web-artifacts/.
 
-import { after, before, test } from 'node:test';
+import { after, before, test as nodeTest } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -27,6 +27,20 @@ let cluster;
 let browser;
 const contexts = [];
 const outside = []; // requests that went anywhere but the cluster's nodes
+
+// A test that fails prints the tail of every node's log and the services'
+// log (all of it with CHATD_IT_VERBOSE=1), so a failure in CI can be read
+// without rerunning it.
+function test(name, fn) {
+    return nodeTest(name, async (t) => {
+        try {
+            await fn(t);
+        } catch (e) {
+            if (cluster) cluster.dumpLogs(`failed: ${name}`);
+            throw e;
+        }
+    });
+}
 
 before(async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
