@@ -13,7 +13,7 @@
 #include "adapters/pg.h"
 #include "proto/record.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* Creates or migrates the schema to STORE_SCHEMA_VERSION, under a
  * transaction-scoped advisory lock: one simple query of several statements,
