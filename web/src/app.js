@@ -172,6 +172,7 @@ async function sync(r) {
                     if (code === 'disconnected') return; // onConnect syncs again
                     if (!retryable(code)) {
                         r.error = describe(ack.error);
+                        joinDone(r);    // what waited for the join fails with it
                         scheduleRender();
                         return;
                     }
@@ -189,6 +190,7 @@ async function sync(r) {
                     if (r.add(m, me) && r !== active && m.user !== me) r.unread++;
                 }
                 r.joined = true;
+                joinDone(r);
                 scheduleRender();
                 if (first) {
                     if (r === active) refreshPresence(r);
@@ -296,11 +298,27 @@ function send(text) {
     return true;
 }
 
+// The room's join was answered (r.joined) or refused (r.error): the messages
+// typed while it was on its way are sent now, or fail with its error.
+function joinDone(r) {
+    for (const p of r.pending.values()) {
+        if (!p.awaitingJoin) continue;
+        p.awaitingJoin = false;
+        deliver(r, p);
+    }
+}
+
 async function deliver(r, p) {
     p.state = 'sending';
     p.error = null;
     p.version = (p.version || 0) + 1;
     scheduleRender();
+    if (!r.joined && socket && socket.connected && !r.error) {
+        // the room's join is still on its way (a message typed right after
+        // opening the room): it goes once the join is answered (joinDone)
+        p.awaitingJoin = true;
+        return;
+    }
     const ack = r.joined
         ? await request('message', { room: r.name, id: p.id, text: p.text }, SEND_TIMEOUT_MS)
         : { ok: false, error: { code: socket && socket.connected ? 'not_member' : 'disconnected' } };
