@@ -204,11 +204,11 @@ on_ack(socket_state *st, sk_req *r, const proto_env *msg)
         return;
     }
     sk_conn *c = rt_map_get_u64(&st->conns, r->conn_id);
-    if (r->kind == SK_REQ_MESSAGE)
+    if (r->kind == SK_REQ_MESSAGE) {
         chatd_stage_observe(st->m.acked, r->rx_us);
-    if (c && r->kind == SK_REQ_MESSAGE) {
-        json_t *f = json_pack("{s:s%}", "id", r->msg_id, r->msg_id_len);
-        sk_ack_ok(st, c, r->has_ack, r->ack_id, f);
+        if (c)
+            sk_ack_ok(st, c, r->has_ack, r->ack_id,
+                      json_pack("{s:s%}", "id", r->msg_id, r->msg_id_len));
     } else if (c) {
         /* an ok ack where a reply record was expected */
         sk_ack_err(st, c, r->has_ack, r->ack_id, SIO_E_UNAVAILABLE, "internal error");

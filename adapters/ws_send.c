@@ -86,6 +86,14 @@ ws_queue_clear(ws_conn *c)
     c->q_cap = c->q_head = 0;
 }
 
+/* Whether writing to c must wait for lws's WRITEABLE callback: inside an
+ * lws callback, or while lws still buffers the tail of the last write. */
+static bool
+write_must_wait(const ws_server *s, ws_conn *c)
+{
+    return s->in_callback || lws_partial_buffered(c->wsi);
+}
+
 /* Whether f fits in c's queue: under both caps, or alone (a frame larger
  * than the byte cap still goes to a connection that holds nothing). */
 static bool
@@ -107,7 +115,7 @@ ws_send(ws_conn *c, ws_frame *f)
         /* before calling it full, hand lws what the socket takes now (not
          * from inside an lws callback, and not past what lws buffers) */
         ws_server *s = c->srv;
-        if (s->in_callback || c->wsi == NULL || lws_partial_buffered(c->wsi))
+        if (c->wsi == NULL || write_must_wait(s, c))
             return WS_EFULL;
         if (ws_conn_write(s, c) < 0) {
             ws_close(c, WS_CLOSE_UNEXPECTED, "write failed");
@@ -216,7 +224,7 @@ ws_flush(ws_server *s)
         c->dirty = false;
         if (c->closing)
             continue;
-        if (s->in_callback || lws_partial_buffered(c->wsi))
+        if (write_must_wait(s, c))
             lws_callback_on_writable(c->wsi);
         else if (ws_conn_write(s, c) < 0)
             ws_close(c, WS_CLOSE_UNEXPECTED, "write failed");
